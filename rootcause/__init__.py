@@ -1,0 +1,1 @@
+"""Root-cause analysis over ClickHouse (see issue 5; not built yet)."""

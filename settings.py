@@ -1,0 +1,143 @@
+"""All settings, in one frozen object read from ``AUTOSTEER_*`` environment variables.
+
+Environment variables are read here and nowhere else. Tests and embedders pass
+their own values: ``Settings(kafka_bootstrap="127.0.0.1:19092")`` or
+``Settings.from_env({"AUTOSTEER_KAFKA_BOOTSTRAP": "..."})``.
+
+>>> s = Settings.from_env({"AUTOSTEER_TOPIC_PREFIX": "lab1", "AUTOSTEER_EDGE_RATIO": "0.25"})
+>>> s.topic_prefix, s.edge_ratio
+('lab1', 0.25)
+>>> "hunter2" in repr(Settings(kafka_sasl_password="hunter2"))
+False
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "AUTOSTEER_"
+
+
+def _home() -> Path:
+    return Path.home() / ".cache" / "autosteer"
+
+
+class Settings(BaseSettings):
+    """Typed, validated, immutable settings for every autosteer process."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    # --- Kafka (any Kafka-compatible broker; tansu locally) -------------------------
+    kafka_bootstrap: str = Field("127.0.0.1:19092", description="host:port[,host:port...]")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    topic_prefix: str = Field("autosteer", pattern=r"^[A-Za-z0-9._-]+$")
+    partitions: int = Field(4, ge=1, description="partitions of each topic created by autosteer")
+    replication_factor: int = Field(1, ge=1)
+    max_message_bytes: int = Field(10 * 1024 * 1024, ge=1024 * 1024)
+
+    # --- telemetry store ---------------------------------------------------------------
+    store: Literal["server", "embedded"] = "server"
+    clickhouse_url: str = "clickhouse://default:@127.0.0.1:19000/autosteer"
+    chdb_path: Path = Field(default_factory=lambda: _home() / "chdb")
+
+    # --- models -------------------------------------------------------------------------
+    model_dir: Path = Field(default_factory=lambda: _home() / "models")
+    edge_model: str = "ssd_mobilenet_v2_coco_int8"
+    cloud_model: str = "ssd_mobilenet_v2_coco_fp32"
+    providers: str = Field(
+        "auto", description="'auto' (TensorRT > CUDA > CPU) or a comma list of ORT providers"
+    )
+    intra_op_threads: int = Field(0, ge=0, description="0 = number of cores")
+    score_threshold: float = Field(0.3, ge=0.0, le=1.0)
+
+    # --- pipeline -----------------------------------------------------------------------
+    node: str = Field("node-1", description="name of this node in telemetry")
+    roles: str = Field("router,edge,cloud,sink,ingest", description="agents this worker runs")
+    edge_ratio: float = Field(0.5, ge=0.0, le=1.0, description="share of frames routed to edge")
+    batch_size: int = Field(4, ge=1, le=64)
+    batch_wait_s: float = Field(0.02, ge=0.0)
+    jpeg_quality: int = Field(85, ge=10, le=100)
+    ingest_max_fps: float = Field(0.0, ge=0.0, description="per-camera fps cap, 0 = none")
+    ingest_max_width: int = Field(0, ge=0, description="downscale wider frames at ingest, 0 = keep")
+    sink_batch_rows: int = Field(10_000, ge=1)
+    sink_flush_s: float = Field(1.0, gt=0.0)
+    web_port: int = Field(6066, ge=1, le=65535)
+    web_host: str = "127.0.0.1"
+
+    # --- local infra (autosteer infra up) ------------------------------------------------
+    state_dir: Path = Field(default_factory=lambda: _home() / "run")
+    broker_port: int = 19092
+    clickhouse_tcp_port: int = 19000
+    clickhouse_http_port: int = 18123
+    rtsp_port: int = 18554
+    sample_video: Path = Field(default_factory=lambda: _home() / "data" / "vtest.avi")
+
+    @field_validator("kafka_ssl_cafile", "kafka_sasl_mechanism", "kafka_sasl_username", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: Any) -> Any:
+        return None if v == "" else v
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``env`` (default: the process environment) plus overrides."""
+        if env is None:
+            return cls(**overrides)
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            key = ENV_PREFIX + name.upper()
+            if key in env:
+                values[name] = env[key]
+        values.update(overrides)
+        return cls.model_validate(values)
+
+    def role_set(self) -> set[str]:
+        return {r.strip() for r in self.roles.split(",") if r.strip()}
+
+    # --- client configs: every Kafka client is built from these ---------------------------
+    def confluent_config(self) -> dict[str, Any]:
+        """librdkafka settings (confluent-kafka) including SASL/SSL passthrough."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.kafka_bootstrap,
+            "security.protocol": self.kafka_security_protocol,
+            "message.max.bytes": self.max_message_bytes,
+        }
+        if self.kafka_sasl_mechanism:
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_sasl_username:
+            conf["sasl.username"] = self.kafka_sasl_username
+        if self.kafka_sasl_password is not None:
+            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_cafile:
+            conf["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        return conf
+
+    def producer_config(self) -> dict[str, Any]:
+        conf = self.confluent_config()
+        conf.update({"linger.ms": 2, "compression.type": "none", "acks": "all"})
+        return conf
+
+    def consumer_config(self, group: str, *, from_beginning: bool = True) -> dict[str, Any]:
+        conf = self.confluent_config()
+        conf.pop("message.max.bytes", None)
+        conf.update(
+            {
+                "group.id": group,
+                "auto.offset.reset": "earliest" if from_beginning else "latest",
+                "enable.auto.commit": True,
+                "session.timeout.ms": 6000,
+                "heartbeat.interval.ms": 1000,
+                "max.poll.interval.ms": 30000,
+                "fetch.max.bytes": max(self.max_message_bytes, 52428800),
+                "max.partition.fetch.bytes": self.max_message_bytes,
+            }
+        )
+        return conf

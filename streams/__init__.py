@@ -1,0 +1,1 @@
+"""Streams: the Faust app, its agents, the CLI and the demo."""

@@ -1,0 +1,329 @@
+"""The Faust app: one worker runs any subset of the pipeline's agents (``AUTOSTEER_ROLES``).
+
+Agents (each an ``async for`` loop over batches that calls :mod:`.pipeline`):
+
+- ``router``  frames            -> frames.edge | frames.cloud  (offload policy decides)
+- ``edge``    frames.edge       -> detections + telemetry      (edge model)
+- ``cloud``   frames.cloud      -> detections + telemetry      (cloud model)
+- ``sink``    telemetry         -> ClickHouse
+- ``ingest``  cameras           -> starts/stops RTSP readers that produce to frames
+
+Processing is at-least-once (tansu cannot run Faust's exactly-once): results carry an
+idempotent key ``camera:seq`` and every batch's sends are awaited before its offsets
+are committed. Malformed messages go to the dead-letter topic; agents keep running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from autosteer.errors import StoreError
+from autosteer.offload.policy import FixedRatio, OffloadPolicy
+from autosteer.processors.detector import Detector, load_detector
+from autosteer.processors.ingest import Backoff, CameraIngest
+from autosteer.settings import Settings
+from autosteer.streams.kafka import FrameSender
+from autosteer.streams.pipeline import DetectStage, Incoming, Rejected, route, telemetry_rows
+from autosteer.telemetry.schema import FRAME_COLUMNS, FRAMES_TABLE
+from autosteer.telemetry.store import TelemetryStore, open_store
+from autosteer.topics import headers as H
+from autosteer.topics.names import TopicNames
+from autosteer.topics.records import CameraCommand, now_ms
+
+log = logging.getLogger(__name__)
+ROLES = ("router", "edge", "cloud", "sink", "ingest")
+
+
+def _credentials(s: Settings) -> Any:
+    if s.kafka_security_protocol == "PLAINTEXT":
+        return None
+    ctx = ssl.create_default_context(cafile=str(s.kafka_ssl_cafile) if s.kafka_ssl_cafile else None)
+    if s.kafka_security_protocol == "SSL":
+        return faust.SSLCredentials(ctx)
+    password = s.kafka_sasl_password.get_secret_value() if s.kafka_sasl_password else None
+    return faust.SASLCredentials(
+        username=s.kafka_sasl_username, password=password,
+        mechanism=s.kafka_sasl_mechanism or "PLAIN",
+        ssl_context=ctx if s.kafka_security_protocol == "SASL_SSL" else None,
+    )
+
+
+def _header(headers: Any, name: str) -> bytes | None:
+    if not headers:
+        return None
+    items = headers.items() if isinstance(headers, dict) else headers
+    for k, v in items:
+        if k == name:
+            return v
+    return None
+
+
+def incoming(event: Any) -> Incoming:
+    m = event.message
+    routed = _header(m.headers, H.ROUTED_MS)
+    return Incoming(
+        value=m.value, key=m.key, topic=m.topic, partition=m.partition, offset=m.offset,
+        produced_ms=int(m.timestamp * 1000) if m.timestamp else 0,
+        routed_ms=int(routed) if routed and routed.isdigit() else 0,
+    )
+
+
+@dataclass
+class Counters:
+    """Process-local counters, read by the web endpoints and the demo."""
+
+    routed: dict[str, int] = field(default_factory=lambda: {"edge": 0, "cloud": 0})
+    detected: dict[str, int] = field(default_factory=lambda: {"edge": 0, "cloud": 0})
+    dead_letters: int = 0
+    telemetry_rows: int = 0
+    store_retries: int = 0
+
+
+class Pipeline:
+    """Everything one worker holds: app, topics, policy, detectors, store, cameras."""
+
+    def __init__(self, settings: Settings, *, policy: OffloadPolicy | None = None,
+                 detectors: dict[str, Detector] | None = None,
+                 store: TelemetryStore | None = None) -> None:
+        self.settings = settings
+        self.roles = settings.role_set()
+        unknown = self.roles - set(ROLES)
+        if unknown:
+            raise ValueError(f"AUTOSTEER_ROLES has unknown role(s) {sorted(unknown)}; "
+                             f"choose from {', '.join(ROLES)}")
+        self.names = TopicNames(settings.topic_prefix)
+        self.policy = policy or FixedRatio(settings.edge_ratio)
+        self._detectors = detectors or {}
+        self._store = store
+        self.counters = Counters()
+        self.cameras: dict[str, CameraIngest] = {}
+        self._frame_sender: FrameSender | None = None
+        self.app = self._make_app()
+        self.topics = {
+            name: self.app.topic(name, key_type=bytes, value_type=bytes,
+                                 key_serializer="raw", value_serializer="raw")
+            for name in (self.names.frames, self.names.frames_edge, self.names.frames_cloud,
+                         self.names.detections, self.names.telemetry, self.names.deadletter,
+                         self.names.cameras)
+        }
+        self._register_agents()
+        from autosteer.streams.web import register_pages
+
+        register_pages(self)
+
+    # --- app -------------------------------------------------------------------------
+    def _make_app(self) -> faust.App:
+        s = self.settings
+        broker = ";".join(f"kafka://{h.strip()}" for h in s.kafka_bootstrap.split(","))
+        return faust.App(
+            f"{s.topic_prefix}-pipeline",
+            broker=broker,
+            broker_credentials=_credentials(s),
+            processing_guarantee="at_least_once",
+            broker_session_timeout=6.0,
+            broker_heartbeat_interval=1.0,
+            broker_rebalance_timeout=10.0,
+            broker_max_poll_interval=30.0,
+            broker_commit_interval=1.0,
+            producer_max_request_size=s.max_message_bytes,
+            producer_acks=-1,
+            consumer_max_fetch_size=s.max_message_bytes,
+            consumer_auto_offset_reset="earliest",
+            topic_disable_leader=True,
+            topic_allow_declare=False,
+            topic_partitions=s.partitions,
+            stream_buffer_maxsize=max(64, s.batch_size * 8),
+            key_serializer="raw",
+            value_serializer="raw",
+            web_enabled=True,
+            web_port=s.web_port,
+            web_bind=s.web_host,
+            web_host=s.web_host,
+            datadir=str(s.state_dir / f"faust-{s.topic_prefix}-{s.node}"),
+            autodiscover=False,
+        )
+
+    @property
+    def store(self) -> TelemetryStore:
+        if self._store is None:
+            self._store = open_store(self.settings)
+            self._store.setup()
+        return self._store
+
+    def detector(self, tier: str) -> Detector:
+        if tier not in self._detectors:
+            s = self.settings
+            name = s.edge_model if tier == "edge" else s.cloud_model
+            self._detectors[tier] = load_detector(
+                s.model_dir, name, providers=s.providers, intra_op_threads=s.intra_op_threads,
+                score_threshold=s.score_threshold)
+        return self._detectors[tier]
+
+    async def dead_letter(self, rejected: Sequence[Rejected]) -> None:
+        if not rejected:
+            return
+        topic = self.topics[self.names.deadletter]
+        futs = []
+        for r in rejected:
+            log.warning("dead letter from %s[%d]@%d: %s", r.item.topic, r.item.partition,
+                        r.item.offset, r.error)
+            futs.append(await topic.send(key=r.item.key, value=r.dead_letter(self.settings.node).dumps()))
+        await asyncio.gather(*futs)
+        self.counters.dead_letters += len(rejected)
+
+    # --- agents ----------------------------------------------------------------------
+    def _register_agents(self) -> None:
+        s = self.settings
+        if "router" in self.roles:
+            self.app.agent(self.topics[self.names.frames], name="router")(self._router)
+        for tier in ("edge", "cloud"):
+            if tier in self.roles:
+                topic = self.topics[self.names.tier_topic(tier)]
+                self.app.agent(topic, name=f"detect-{tier}")(self._make_detector_agent(tier))
+        if "sink" in self.roles:
+            self.app.agent(self.topics[self.names.telemetry], name="sink")(self._sink)
+        if "ingest" in self.roles:
+            self.app.agent(self.topics[self.names.cameras], name="cameras")(self._cameras)
+
+            @self.app.on_before_shutdown.connect
+            async def _stop_cameras(app: Any, **kw: Any) -> None:
+                self.stop_cameras()
+        if s.store == "embedded" or "sink" in self.roles:
+            @self.app.task
+            async def _open_store() -> None:  # open early so /sql works at once
+                await asyncio.get_running_loop().run_in_executor(None, lambda: self.store)
+
+    async def _router(self, stream: Any) -> None:
+        out = {t: self.topics[self.names.tier_topic(t)] for t in ("edge", "cloud")}
+        async for events in stream.take_events(256, within=0.005):
+            routed, rejected = route([incoming(e) for e in events], self.policy)
+            futs = []
+            ts = str(now_ms()).encode()
+            for r in routed:
+                futs.append(await out[r.tier].send(
+                    key=r.item.key or r.frame.camera.encode(), value=r.item.value,
+                    headers=[(H.ROUTED_MS, ts), (H.TIER, r.tier.encode())]))
+                self.counters.routed[r.tier] += 1
+            await self.dead_letter(rejected)
+            await asyncio.gather(*futs)
+
+    def _make_detector_agent(self, tier: str) -> Any:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"detect-{tier}")
+
+        async def detect(stream: Any) -> None:
+            loop = asyncio.get_running_loop()
+            stage = DetectStage(await loop.run_in_executor(pool, self.detector, tier),
+                                tier, self.settings.node)  # type: ignore[arg-type]
+            det_topic = self.topics[self.names.detections]
+            tel_topic = self.topics[self.names.telemetry]
+            async for events in stream.take_events(self.settings.batch_size,
+                                                   within=self.settings.batch_wait_s):
+                taken = now_ms()
+                depth = len(events) + _buffered(stream)
+                items = [incoming(e) for e in events]
+                results, rejected = await loop.run_in_executor(
+                    pool, stage.process, items, taken, depth)
+                futs = []
+                for r in results:
+                    futs.append(await det_topic.send(key=r.key, value=r.detection.dumps()))
+                    futs.append(await tel_topic.send(key=self.settings.node.encode(),
+                                                     value=r.telemetry.dumps()))
+                await self.dead_letter(rejected)
+                await asyncio.gather(*futs)
+                self.counters.detected[tier] += len(results)
+
+        detect.__name__ = f"detect_{tier}"
+        return detect
+
+    async def _sink(self, stream: Any) -> None:
+        loop = asyncio.get_running_loop()
+        columns = [c for c, _ in FRAME_COLUMNS]
+        async for events in stream.take_events(self.settings.sink_batch_rows,
+                                               within=self.settings.sink_flush_s):
+            rows, rejected = telemetry_rows([incoming(e) for e in events], columns)
+            await self.dead_letter(rejected)
+            backoff = Backoff(0.5, 10.0)
+            while rows:
+                try:
+                    await loop.run_in_executor(None, self.store.insert, FRAMES_TABLE, columns, rows)
+                    self.counters.telemetry_rows += len(rows)
+                    break
+                except StoreError as exc:  # keep the batch; the stream waits (backpressure)
+                    self.counters.store_retries += 1
+                    delay = backoff.next()
+                    log.warning("telemetry insert failed (%s); retrying in %.1fs", exc, delay)
+                    await asyncio.sleep(delay)
+
+    async def _cameras(self, stream: Any) -> None:
+        async for events in stream.take_events(16, within=0.1):
+            rejected = []
+            for e in events:
+                it = incoming(e)
+                try:
+                    cmd = CameraCommand.parse(it.value)
+                    self.apply_camera(cmd)
+                except Exception as exc:  # RecordError or a bad command
+                    rejected.append(Rejected(it, exc))
+            await self.dead_letter(rejected)
+
+    # --- cameras ---------------------------------------------------------------------
+    def apply_camera(self, cmd: CameraCommand) -> None:
+        from autosteer.errors import RecordError
+
+        old = self.cameras.pop(cmd.camera, None)
+        if old is not None:
+            old.stop()
+        if cmd.action == "stop":
+            log.info("camera %s stopped", cmd.camera)
+            return
+        if not cmd.url:
+            raise RecordError(f"CameraCommand: start of {cmd.camera!r} needs a url")
+        if self._frame_sender is None:
+            self._frame_sender = FrameSender(self.settings, self.names.frames)
+        s = self.settings
+        ing = CameraIngest(cmd.camera, cmd.url, self._frame_sender.send,
+                           max_fps=cmd.max_fps or s.ingest_max_fps, max_width=s.ingest_max_width,
+                           jpeg_quality=s.jpeg_quality, loop_file=True)
+        self.cameras[cmd.camera] = ing
+        ing.start()
+        log.info("camera %s started from %s", cmd.camera, cmd.url)
+
+    def stop_cameras(self) -> None:
+        for cam in self.cameras.values():
+            cam.stop()
+        for cam in self.cameras.values():
+            cam.join(timeout=5)
+        if self._frame_sender is not None:
+            self._frame_sender.flush(5)
+
+
+def _buffered(stream: Any) -> int:
+    try:
+        return int(stream.channel.queue.qsize())
+    except Exception:
+        return 0
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Create the topics, build the pipeline and run its Faust worker until stopped."""
+    from autosteer.topics.admin import ensure_topics
+
+    ensure_topics(settings)
+    pipeline = Pipeline(settings)
+    started = time.monotonic()
+    log.info("worker %s starting roles %s", settings.node, sorted(pipeline.roles))
+    worker = faust.Worker(pipeline.app, loglevel=loglevel, quiet=True)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        pipeline.stop_cameras()
+        log.info("worker ran %.0fs", time.monotonic() - started)

@@ -1,0 +1,270 @@
+"""The ``autosteer`` command line (click, like Faust's own CLI).
+
+    autosteer infra up|down|status      local broker, ClickHouse and RTSP camera
+    autosteer models prepare            convert + quantize the detectors (cached)
+    autosteer worker                    run the Faust worker (AUTOSTEER_ROLES picks agents)
+    autosteer camera add URL --id cam1  start ingest of an RTSP stream or video file
+    autosteer camera remove cam1
+    autosteer sql "SELECT ..."          query telemetry (server, or embedded via the worker)
+    autosteer topics create|schemas
+    autosteer demo                      everything above, for a minute, on vtest.avi
+
+Every setting comes from ``AUTOSTEER_*`` environment variables (see docs/settings.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+import click
+
+from autosteer.errors import AutosteerError
+from autosteer.settings import Settings
+
+log = logging.getLogger("autosteer")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:  # pydantic ValidationError: name the variable
+        raise click.ClickException(f"invalid AUTOSTEER_* setting: {exc}") from exc
+
+
+class Cli(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AutosteerError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=Cli)
+@click.option("--loglevel", "-l", default="warning", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def main(loglevel: str) -> None:
+    """autosteer: ML pipelines on Kafka, edge and cloud."""
+    logging.basicConfig(level=loglevel.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# --- infra ---------------------------------------------------------------------------
+@main.group()
+def infra() -> None:
+    """Local broker (tansu), ClickHouse server and RTSP test camera."""
+
+
+@infra.command("up")
+@click.option("--no-clickhouse", is_flag=True, help="do not start a ClickHouse server")
+@click.option("--no-rtsp", is_flag=True, help="do not start the RTSP test camera")
+def infra_up(no_clickhouse: bool, no_rtsp: bool) -> None:
+    """Start what is not running; create topics and tables. Idempotent."""
+    from autosteer.infra.stack import LocalStack
+
+    s = _settings()
+    stack = LocalStack.from_settings(s)
+    stack.up(s, clickhouse=not no_clickhouse, rtsp=not no_rtsp)
+    _print_status(stack)
+
+
+@infra.command("down")
+def infra_down() -> None:
+    """Stop the local servers started by `infra up`."""
+    from autosteer.infra.stack import LocalStack
+
+    LocalStack.from_settings(_settings()).down()
+    click.echo("stopped")
+
+
+@infra.command("status")
+def infra_status() -> None:
+    """Say what runs where."""
+    from autosteer.infra.stack import LocalStack
+
+    _print_status(LocalStack.from_settings(_settings()))
+
+
+def _print_status(stack: Any) -> None:
+    for name, where, state in stack.status():
+        click.echo(f"{name:16} {where:48} {state}")
+
+
+# --- models --------------------------------------------------------------------------
+@main.group()
+def models() -> None:
+    """Detector models."""
+
+
+@models.command("prepare")
+@click.option("--person", is_flag=True, help="also prepare the person-only SSDLite model")
+def models_prepare(person: bool) -> None:
+    """Convert SSD-MobileNet-v2 COCO to ONNX (FP32 cloud) and quantize it (INT8 edge)."""
+    from autosteer.infra.sample import ensure_sample_video
+    from autosteer.processors.manifest import Manifest
+    from autosteer.processors.prepare import prepare_models
+
+    s = _settings()
+    video = ensure_sample_video(s.sample_video)
+    for folder in prepare_models(s.model_dir, video, person=person):
+        m = Manifest.load(folder)
+        click.echo(f"{m.name:28} {m.version:12} {m.precision:16} {folder}")
+
+
+# --- worker --------------------------------------------------------------------------
+@main.command()
+@click.option("--roles", default=None, help="comma list of router,edge,cloud,sink,ingest")
+@click.option("--node", default=None, help="node name in telemetry")
+@click.option("--web-port", type=int, default=None)
+def worker(roles: str | None, node: str | None, web_port: int | None) -> None:
+    """Run the pipeline's Faust worker until interrupted."""
+    from autosteer.streams.app import run_worker
+
+    s = _settings()
+    overrides = {k: v for k, v in {"roles": roles, "node": node, "web_port": web_port}.items()
+                 if v is not None}
+    if overrides:
+        s = s.model_copy(update=overrides)
+    run_worker(s, loglevel=logging.getLevelName(logging.getLogger().level).lower())
+
+
+# --- cameras -------------------------------------------------------------------------
+@main.group()
+def camera() -> None:
+    """Register cameras (the worker with the `ingest` role reads them)."""
+
+
+@camera.command("add")
+@click.argument("url")
+@click.option("--id", "camera_id", default="cam1", show_default=True)
+@click.option("--max-fps", type=float, default=0.0, help="cap frames per second (0 = source)")
+def camera_add(url: str, camera_id: str, max_fps: float) -> None:
+    """Start ingest of URL (rtsp://... or a video file path)."""
+    from autosteer.topics.records import CameraCommand
+
+    _send_camera(CameraCommand(action="start", camera=camera_id, url=url, max_fps=max_fps))
+    click.echo(f"camera {camera_id} -> {url}")
+
+
+@camera.command("remove")
+@click.argument("camera_id")
+def camera_remove(camera_id: str) -> None:
+    """Stop ingest of a camera."""
+    from autosteer.topics.records import CameraCommand
+
+    _send_camera(CameraCommand(action="stop", camera=camera_id))
+    click.echo(f"camera {camera_id} stopped")
+
+
+def _send_camera(cmd: Any) -> None:
+    from confluent_kafka import Producer
+
+    from autosteer.topics.names import TopicNames
+
+    s = _settings()
+    p = Producer(s.producer_config())
+    p.produce(TopicNames(s.topic_prefix).cameras, key=cmd.camera.encode(), value=cmd.dumps())
+    if p.flush(10):
+        raise click.ClickException(f"could not deliver to Kafka at {s.kafka_bootstrap}")
+
+
+# --- sql -----------------------------------------------------------------------------
+@main.command()
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+def sql(query: str, fmt: str) -> None:
+    """Run a read-only SQL query over telemetry and print the answer."""
+    cols, rows = run_sql(_settings(), query)
+    print_rows(cols, rows, fmt)
+
+
+def run_sql(s: Settings, query: str) -> tuple[list[str], list[tuple]]:
+    """Server mode: ask ClickHouse directly. Embedded mode: ask the running worker's
+    /sql endpoint, or open the chdb directory when no worker holds it."""
+    from autosteer.telemetry.store import EmbeddedStore, ServerStore
+
+    if s.store == "server":
+        store = ServerStore(s.clickhouse_url)
+        try:
+            return store.query(query, readonly=True)
+        finally:
+            store.close()
+    url = f"http://{s.web_host}:{s.web_port}/sql?" + urllib.parse.urlencode({"q": query})
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp:
+            doc = json.load(resp)
+        return doc["columns"], [tuple(r) for r in doc["rows"]]
+    except urllib.error.HTTPError as exc:
+        raise click.ClickException(json.load(exc).get("error", str(exc))) from exc
+    except (urllib.error.URLError, ConnectionError):
+        store = EmbeddedStore(s.chdb_path)
+        try:
+            return store.query(query, readonly=True)
+        finally:
+            store.close()
+
+
+def print_rows(cols: list[str], rows: list[tuple], fmt: str = "table") -> None:
+    if fmt == "json":
+        for r in rows:
+            click.echo(json.dumps(dict(zip(cols, r, strict=True)), default=str))
+        return
+    if fmt == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(cols)
+        w.writerows(rows)
+        return
+
+    def cell(v: Any) -> str:
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    table = [cols] + [[cell(v) for v in r] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    for n, row in enumerate(table):
+        click.echo("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
+        if n == 0:
+            click.echo("  ".join("-" * w for w in widths))
+    click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+# --- topics --------------------------------------------------------------------------
+@main.group()
+def topics() -> None:
+    """Topics and their schemas."""
+
+
+@topics.command("create")
+def topics_create() -> None:
+    """Create every autosteer topic that is missing."""
+    from autosteer.topics.admin import ensure_topics
+
+    click.echo(f"created: {ensure_topics(_settings()) or 'nothing (all exist)'}")
+
+
+@topics.command("schemas")
+def topics_schemas() -> None:
+    """Write the JSON Schema files to topics/schemas/."""
+    from autosteer.topics.export import main as export
+
+    export()
+
+
+# --- demo ----------------------------------------------------------------------------
+@main.command()
+@click.option("--seconds", type=float, default=60.0, show_default=True)
+@click.option("--cameras", type=int, default=1, show_default=True)
+def demo(seconds: float, cameras: int) -> None:
+    """Stream vtest.avi over RTSP through the whole pipeline and report."""
+    from autosteer.streams.demo import run_demo
+
+    run_demo(_settings(), seconds=seconds, cameras=cameras)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The pipeline's steps as plain synchronous functions; the Faust agents only call these.
+
+Each step takes raw message values (bytes) and returns what to publish, and a list of
+:class:`Rejected` items for the dead-letter topic; no step raises on bad input.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from autosteer.errors import AutosteerError, RecordError
+from autosteer.offload.policy import FrameMeta, OffloadPolicy, Tier
+from autosteer.processors.decode import decode_jpeg
+from autosteer.processors.detector import Detector
+from autosteer.topics.records import (
+    DeadLetter,
+    Detection,
+    FrameRecord,
+    Latency,
+    TelemetryRecord,
+    now_ms,
+)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One consumed message, as the steps see it."""
+
+    value: bytes | None
+    key: bytes | None = None
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+    produced_ms: int = 0  # Kafka message timestamp
+    routed_ms: int = 0  # from the router's header, on tier topics
+
+
+@dataclass(frozen=True)
+class Rejected:
+    item: Incoming
+    error: Exception
+
+    def dead_letter(self, node: str) -> DeadLetter:
+        return DeadLetter(
+            node=node, source_topic=self.item.topic, partition=self.item.partition,
+            offset=self.item.offset, key=self.item.key, reason=str(self.error),
+            error_type=type(self.error).__name__, payload=self.item.value or b"",
+        )
+
+
+@dataclass(frozen=True)
+class Routed:
+    item: Incoming
+    tier: Tier
+    frame: FrameRecord
+
+
+def route(items: Sequence[Incoming], policy: OffloadPolicy) -> tuple[list[Routed], list[Rejected]]:
+    """Validate each frame and let ``policy`` pick its tier."""
+    routed, rejected = [], []
+    for it in items:
+        try:
+            frame = FrameRecord.parse(it.value)
+            if it.key is not None and it.key != frame.camera.encode():
+                raise RecordError(f"FrameRecord: key {it.key[:64]!r} differs from camera "
+                                  f"{frame.camera!r}; the key must be the camera id")
+        except RecordError as exc:
+            rejected.append(Rejected(it, exc))
+            continue
+        tier = policy.decide(FrameMeta(frame.camera, frame.seq, frame.ts_ms, len(it.value or b"")))
+        routed.append(Routed(it, tier, frame))
+    return routed, rejected
+
+
+@dataclass(frozen=True)
+class Result:
+    detection: Detection
+    telemetry: TelemetryRecord
+
+    @property
+    def key(self) -> bytes:
+        """Idempotent result key: the same frame always gets the same key."""
+        return f"{self.detection.camera}:{self.detection.seq}".encode()
+
+
+class DetectStage:
+    """Parse, decode and detect a batch of frames for one tier."""
+
+    def __init__(self, detector: Detector, tier: Tier, node: str) -> None:
+        self.detector = detector
+        self.tier = tier
+        self.node = node
+
+    def swap(self, detector: Detector) -> None:
+        """Replace the model between batches (atomic: one attribute store)."""
+        self.detector = detector
+
+    def process(self, items: Sequence[Incoming], taken_ms: int,
+                queue_depth: int = 0) -> tuple[list[Result], list[Rejected]]:
+        rejected: list[Rejected] = []
+        good: list[tuple[Incoming, FrameRecord, np.ndarray, float]] = []
+        for it in items:
+            t0 = time.perf_counter()
+            try:
+                frame = FrameRecord.parse(it.value)
+                image = decode_jpeg(frame.jpeg)
+            except AutosteerError as exc:
+                rejected.append(Rejected(it, exc))
+                continue
+            good.append((it, frame, image, (time.perf_counter() - t0) * 1000))
+        if not good:
+            return [], rejected
+        detector = self.detector  # one model for the whole batch, even if swapped meanwhile
+        t0 = time.perf_counter()
+        try:
+            all_boxes = detector.detect([g[2] for g in good])
+        except Exception as exc:  # a model failure rejects the batch, never kills the agent
+            return [], rejected + [Rejected(g[0], exc) for g in good]
+        infer_ms = (time.perf_counter() - t0) * 1000 / len(good)
+        done = now_ms()
+        results = []
+        for (it, frame, image, decode_ms), boxes in zip(good, all_boxes, strict=True):
+            produced = it.produced_ms or frame.ts_ms
+            routed = it.routed_ms or produced
+            lat = Latency(
+                ingest_ms=max(0.0, produced - frame.ts_ms), route_ms=max(0.0, routed - produced),
+                queue_ms=max(0.0, taken_ms - routed), decode_ms=round(decode_ms, 3),
+                infer_ms=round(infer_ms, 3), total_ms=max(0.0, done - frame.ts_ms),
+            )
+            det = Detection(
+                camera=frame.camera, seq=frame.seq, ts_ms=frame.ts_ms, tier=self.tier,
+                node=self.node, model_id=detector.model_id, model_version=detector.version,
+                width=image.shape[1], height=image.shape[0], boxes=boxes, latency=lat,
+            )
+            scores = [b.score for b in boxes]
+            tel = TelemetryRecord(
+                ts_ms=done, node=self.node, camera=frame.camera, seq=frame.seq, tier=self.tier,
+                model_id=detector.model_id, model_version=detector.version,
+                batch_size=len(good), queue_depth=queue_depth,
+                ingest_ms=lat.ingest_ms, route_ms=lat.route_ms, queue_ms=lat.queue_ms,
+                decode_ms=lat.decode_ms, infer_ms=lat.infer_ms, total_ms=lat.total_ms,
+                n_detections=len(boxes), max_score=max(scores, default=0.0),
+                mean_score=float(np.mean(scores)) if scores else 0.0,
+            )
+            results.append(Result(det, tel))
+        return results, rejected
+
+
+def telemetry_rows(items: Sequence[Incoming],
+                   columns: Sequence[str]) -> tuple[list[tuple], list[Rejected]]:
+    """Parse telemetry messages into row tuples in ``columns`` order."""
+    rows, rejected = [], []
+    for it in items:
+        try:
+            rec = TelemetryRecord.parse(it.value)
+        except RecordError as exc:
+            rejected.append(Rejected(it, exc))
+            continue
+        d = rec.model_dump()
+        rows.append(tuple(d[c] for c in columns))
+    return rows, rejected

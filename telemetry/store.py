@@ -1,0 +1,198 @@
+"""Telemetry stores: one narrow interface, two ClickHouse backends.
+
+- :class:`ServerStore` talks to a ClickHouse server over the native protocol
+  (clickhouse-driver), ClickHouse 18.16 and later.
+- :class:`EmbeddedStore` runs current ClickHouse in-process with chdb on a data
+  directory. Only one process can open that directory; other processes query it
+  through the worker's ``/sql`` endpoint (``autosteer sql`` does this by itself).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from autosteer.errors import ConfigError, QueryRejected, StoreError
+from autosteer.settings import Settings
+from autosteer.telemetry.schema import ddl
+
+log = logging.getLogger(__name__)
+
+Rows = list[tuple[Any, ...]]
+READ_PREFIXES = ("select", "with", "show", "describe", "desc", "exists", "explain")
+
+
+class TelemetryStore(Protocol):
+    database: str
+
+    def setup(self) -> None:
+        """Create the database and tables if missing."""
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Insert rows (tuples in ``columns`` order) into ``database.table``."""
+
+    def query(self, sql: str, *, readonly: bool = False) -> tuple[list[str], Rows]:
+        """Run ``sql``; return column names and rows."""
+
+    def close(self) -> None: ...
+
+
+def check_read_only(sql: str, max_len: int = 20_000) -> str:
+    """Accept one read-only statement, or raise QueryRejected saying why.
+
+    >>> check_read_only("SELECT 1;")
+    'SELECT 1'
+    >>> check_read_only("DROP TABLE x")
+    Traceback (most recent call last):
+    ...
+    autosteer.errors.QueryRejected: only SELECT/WITH/SHOW/DESCRIBE/EXISTS/EXPLAIN queries are allowed here; got 'DROP ...'
+    """
+    text = sql.strip()
+    if len(text) > max_len:
+        raise QueryRejected(f"query is {len(text)} characters; the limit is {max_len}")
+    text = text.rstrip(";").strip()
+    if not text:
+        raise QueryRejected("empty query")
+    bare = re.sub(r"'(?:[^'\\]|\\.)*'", "''", text)  # drop string literals
+    bare = re.sub(r"--[^\n]*|/\*.*?\*/", " ", bare, flags=re.S)
+    if ";" in bare:
+        raise QueryRejected("only one statement per query; remove the ';'")
+    first = bare.split(None, 1)[0].lower()
+    if first not in READ_PREFIXES:
+        raise QueryRejected("only SELECT/WITH/SHOW/DESCRIBE/EXISTS/EXPLAIN queries are allowed "
+                            f"here; got {first.upper()!r} ...".replace("' ...", " ...'"))
+    if re.search(r"\binto\s+outfile\b", bare, flags=re.I):
+        raise QueryRejected("INTO OUTFILE is not allowed here")
+    return text
+
+
+class ServerStore:
+    """A ClickHouse server reached with clickhouse-driver (native protocol)."""
+
+    def __init__(self, url: str, *, query_timeout_s: float = 30.0) -> None:
+        from clickhouse_driver import Client
+
+        parsed = urlparse(url)
+        if parsed.scheme not in ("clickhouse", "clickhouses"):
+            raise ConfigError(f"AUTOSTEER_CLICKHOUSE_URL must look like "
+                              f"clickhouse://user:password@host:9000/database; got scheme {parsed.scheme!r}")
+        self.database = (parsed.path or "/autosteer").strip("/") or "autosteer"
+        self._safe_url = f"{parsed.scheme}://{parsed.hostname}:{parsed.port or 9000}/{self.database}"
+        # connect to the server's default database: ours may not exist yet
+        server_url = parsed._replace(path="/default").geturl()
+        self._client = Client.from_url(server_url)
+        self._client.connection.send_receive_timeout = query_timeout_s
+        self._lock = threading.Lock()  # a clickhouse-driver Client is not thread-safe
+
+    def __repr__(self) -> str:  # never shows the password
+        return f"ServerStore({self._safe_url})"
+
+    def _execute(self, sql: str, *args: Any, **kw: Any) -> Any:
+        from clickhouse_driver.errors import Error as DriverError
+
+        with self._lock:
+            try:
+                return self._client.execute(sql, *args, **kw)
+            except (DriverError, OSError, EOFError) as exc:
+                self._client.disconnect()
+                raise StoreError(f"ClickHouse at {self._safe_url}: {exc}") from exc
+
+    def setup(self) -> None:
+        for stmt in ddl(self.database):
+            self._execute(stmt)
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._execute(f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) VALUES",
+                          list(rows))
+
+    def query(self, sql: str, *, readonly: bool = False) -> tuple[list[str], Rows]:
+        settings: dict[str, Any] = {}
+        if readonly:
+            sql = check_read_only(sql)
+            settings = {"readonly": 2, "max_execution_time": 30, "max_result_rows": 100_000,
+                        "result_overflow_mode": "break"}
+        rows, meta = self._execute(sql, with_column_types=True, settings=settings)
+        return [m[0] for m in meta], [tuple(r) for r in rows]
+
+    def close(self) -> None:
+        self._client.disconnect()
+
+
+class EmbeddedStore:
+    """Current ClickHouse in-process (chdb) on a data directory; one process at a time."""
+
+    _INT = re.compile(r"^(Nullable\()?U?Int(8|16|32|64|128|256)\)?$")
+
+    def __init__(self, path: Path, database: str = "autosteer") -> None:
+        try:
+            from chdb import session as chs
+        except ImportError as exc:
+            raise ConfigError("the embedded store needs chdb: pip install chdb") from exc
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.database = database
+        try:
+            self._sess = chs.Session(str(path))
+        except Exception as exc:  # chdb raises plain RuntimeError on a locked directory
+            raise StoreError(
+                f"cannot open the embedded ClickHouse data at {path}: {exc}. Another process "
+                "(a running worker?) holds it; query through that worker with `autosteer sql`, "
+                "which uses its /sql endpoint"
+            ) from exc
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"EmbeddedStore({self.path})"
+
+    def _run(self, sql: str, fmt: str = "CSV") -> str:
+        with self._lock:
+            try:
+                res = self._sess.query(sql, fmt)
+            except Exception as exc:
+                raise StoreError(f"chdb at {self.path}: {exc}") from exc
+        return res.bytes().decode() if hasattr(res, "bytes") else str(res)
+
+    def setup(self) -> None:
+        for stmt in ddl(self.database):
+            self._run(stmt)
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        body = "\n".join(json.dumps(dict(zip(columns, r, strict=True))) for r in rows)
+        self._run(f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) "
+                  f"FORMAT JSONEachRow\n{body}")
+
+    def query(self, sql: str, *, readonly: bool = False) -> tuple[list[str], Rows]:
+        if readonly:
+            sql = check_read_only(sql)
+            sql = f"{sql}\nSETTINGS readonly = 2, max_execution_time = 30" if sql.split(None, 1)[0].lower() in ("select", "with") and not re.search(r"\bsettings\b", sql, re.I) else sql
+        out = self._run(sql, "JSONCompact").strip()
+        if not out:
+            return [], []
+        doc = json.loads(out)
+        meta = doc.get("meta", [])
+        names = [m["name"] for m in meta]
+        ints = [bool(self._INT.match(m["type"])) for m in meta]
+        rows = [tuple(int(v) if isint and isinstance(v, str) else v
+                      for v, isint in zip(row, ints, strict=True)) for row in doc.get("data", [])]
+        return names, rows
+
+    def close(self) -> None:
+        with self._lock:
+            close = getattr(self._sess, "close", None)
+            if close:
+                close()
+
+
+def open_store(settings: Settings) -> TelemetryStore:
+    if settings.store == "embedded":
+        return EmbeddedStore(settings.chdb_path)
+    return ServerStore(settings.clickhouse_url)

@@ -1,0 +1,83 @@
+"""Topic names: the public contract of which data lives where.
+
+Every name carries the deployment's prefix (``AUTOSTEER_TOPIC_PREFIX``), so several
+deployments can share one Kafka cluster.
+
+>>> t = TopicNames("lab")
+>>> t.frames, t.detections, t.deadletter
+('lab.frames', 'lab.detections', 'lab.deadletter')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    description: str
+    public: bool  # public topics are read or written by users; the others are internal
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    prefix: str = "autosteer"
+
+    def _n(self, suffix: str) -> str:
+        return f"{self.prefix}.{suffix}"
+
+    @property
+    def frames(self) -> str:
+        """Input frames from cameras and producers. Key: camera id. Value: FrameRecord."""
+        return self._n("frames")
+
+    @property
+    def cameras(self) -> str:
+        """Camera registrations (start/stop RTSP ingest). Key: camera id. Value: CameraCommand."""
+        return self._n("cameras")
+
+    @property
+    def frames_edge(self) -> str:
+        """Internal: frames the router sent to the edge tier (same bytes as ``frames``)."""
+        return self._n("frames.edge")
+
+    @property
+    def frames_cloud(self) -> str:
+        """Internal: frames the router sent to the cloud tier (same bytes as ``frames``)."""
+        return self._n("frames.cloud")
+
+    @property
+    def detections(self) -> str:
+        """Results. Key: ``camera:seq``. Value: Detection."""
+        return self._n("detections")
+
+    @property
+    def telemetry(self) -> str:
+        """Per-frame telemetry rows. Key: node. Value: TelemetryRecord."""
+        return self._n("telemetry")
+
+    @property
+    def deadletter(self) -> str:
+        """Messages that broke the contract, with the reason. Value: DeadLetter."""
+        return self._n("deadletter")
+
+    def tier_topic(self, tier: str) -> str:
+        if tier == "edge":
+            return self.frames_edge
+        if tier == "cloud":
+            return self.frames_cloud
+        raise ValueError(f"unknown tier {tier!r}; expected 'edge' or 'cloud'")
+
+    def specs(self, partitions: int) -> list[TopicSpec]:
+        """Every topic autosteer creates, with its partition count."""
+        return [
+            TopicSpec(self.frames, partitions, "input frames", True),
+            TopicSpec(self.cameras, 1, "camera registrations", True),
+            TopicSpec(self.frames_edge, partitions, "frames routed to edge", False),
+            TopicSpec(self.frames_cloud, partitions, "frames routed to cloud", False),
+            TopicSpec(self.detections, partitions, "detections", True),
+            TopicSpec(self.telemetry, partitions, "telemetry", True),
+            TopicSpec(self.deadletter, 1, "dead letters", True),
+        ]

@@ -1,0 +1,187 @@
+"""Record schemas of every public topic: the wire contract.
+
+All values are UTF-8 JSON objects (no Faust metadata), so any Kafka client in any
+language can produce and read them. Binary fields (JPEG bytes, dead-letter
+payloads) are standard base64 strings. ``autosteer.topics.export`` writes the JSON
+Schema of each record to ``topics/schemas/``.
+
+Parsing never raises anything but :class:`~autosteer.errors.RecordError`, whose
+message says which field was wrong and what arrived; the agents send such messages
+to the dead-letter topic.
+
+>>> f = FrameRecord(camera="cam1", seq=7, ts_ms=1_700_000_000_000, jpeg=b"\\xff\\xd8")
+>>> FrameRecord.parse(f.dumps()).seq
+7
+>>> FrameRecord.parse(b'{"camera": "cam1"}')
+Traceback (most recent call last):
+...
+autosteer.errors.RecordError: FrameRecord: seq: Field required; ts_ms: Field required; jpeg: Field required
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Annotated, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+)
+
+from autosteer.errors import RecordError
+
+# Bytes travel as standard base64 text in JSON (RFC 4648 section 4; the URL-safe
+# alphabet is accepted on input too).
+B64 = Annotated[
+    bytes,
+    PlainSerializer(lambda b: base64.b64encode(b).decode("ascii"), return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64"}, mode="serialization"),
+]
+
+CameraId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+Tier = Literal["edge", "cloud"]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Record(BaseModel):
+    """Base of every topic record: strict JSON in, JSON out, clear errors."""
+
+    model_config = ConfigDict(
+        extra="ignore", frozen=True, val_json_bytes="base64"
+    )
+
+    @classmethod
+    def parse(cls, data: bytes | str | None) -> Self:
+        if data is None:
+            raise RecordError(f"{cls.__name__}: empty message (no value)")
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
+                for e in exc.errors(include_url=False)[:6]
+            )
+            raise RecordError(f"{cls.__name__}: {problems}") from exc
+
+    def dumps(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class FrameRecord(Record):
+    """One video frame on the input topic. Kafka key: the camera id (UTF-8)."""
+
+    camera: CameraId = Field(description="camera id; also the Kafka message key")
+    seq: int = Field(ge=0, description="frame number within the camera's stream")
+    ts_ms: int = Field(ge=0, description="capture time, milliseconds since the Unix epoch (UTC)")
+    jpeg: B64 = Field(description="the frame, JPEG-encoded, as base64")
+    width: int | None = Field(None, ge=1, description="pixels, if the producer knows")
+    height: int | None = Field(None, ge=1, description="pixels, if the producer knows")
+
+
+class CameraCommand(Record):
+    """Start or stop ingest of an RTSP (or file) source. Kafka key: the camera id."""
+
+    action: Literal["start", "stop"]
+    camera: CameraId
+    url: str | None = Field(None, description="rtsp://... or a local video path; needed for start")
+    max_fps: float = Field(0.0, ge=0.0, description="cap on frames per second, 0 = source rate")
+
+
+class Box(Record):
+    """One detected object; coordinates normalised to [0, 1] of the frame."""
+
+    label: str = Field(description="COCO label, e.g. 'person'")
+    class_id: int = Field(description="COCO category id (1 = person, 3 = car)")
+    score: float = Field(ge=0.0, le=1.0)
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+
+class Latency(Record):
+    """Where the time went, in milliseconds."""
+
+    ingest_ms: float = Field(description="capture -> message on the input topic")
+    route_ms: float = Field(description="input topic -> forwarded to a tier by the router")
+    queue_ms: float = Field(description="forwarded -> taken by the detector")
+    decode_ms: float = Field(description="JPEG decode")
+    infer_ms: float = Field(description="model inference (per frame share of its batch)")
+    total_ms: float = Field(description="capture -> detection published (end to end)")
+
+
+class Detection(Record):
+    """Detections for one frame. Kafka key: ``<camera>:<seq>`` (idempotent result key)."""
+
+    camera: CameraId
+    seq: int = Field(ge=0)
+    ts_ms: int = Field(description="capture time of the frame (epoch ms)")
+    tier: Tier
+    node: str
+    model_id: str
+    model_version: str
+    width: int
+    height: int
+    boxes: list[Box]
+    latency: Latency
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for b in self.boxes:
+            out[b.label] = out.get(b.label, 0) + 1
+        return out
+
+
+class TelemetryRecord(Record):
+    """One per-frame telemetry row (the ``frames`` table in ClickHouse). Key: node."""
+
+    kind: Literal["frame"] = "frame"
+    ts_ms: int = Field(description="when the detection was published (epoch ms)")
+    node: str
+    camera: str
+    seq: int
+    tier: Tier
+    model_id: str
+    model_version: str
+    batch_size: int
+    queue_depth: int = Field(description="frames waiting in this detector when the batch was taken")
+    ingest_ms: float
+    route_ms: float
+    queue_ms: float
+    decode_ms: float
+    infer_ms: float
+    total_ms: float
+    n_detections: int
+    max_score: float
+    mean_score: float
+
+
+class DeadLetter(Record):
+    """A message that broke its topic's contract, kept with the reason."""
+
+    ts_ms: int = Field(default_factory=now_ms)
+    node: str
+    source_topic: str
+    partition: int
+    offset: int
+    key: B64 | None = None
+    reason: str = Field(description="what was wrong, in words")
+    error_type: str = Field(description="class name of the error, e.g. RecordError, DecodeError")
+    payload: B64 = Field(description="the original message value, unchanged")
+
+
+PUBLIC_RECORDS: dict[str, type[Record]] = {
+    "frames": FrameRecord,
+    "cameras": CameraCommand,
+    "detections": Detection,
+    "telemetry": TelemetryRecord,
+    "deadletter": DeadLetter,
+}
