@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-
 from autosteer.errors import DecodeError
 
 MAX_PIXELS = 8192 * 8192

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-
 from autosteer.errors import ModelError
 from autosteer.processors.manifest import Manifest
 from autosteer.topics.records import Box

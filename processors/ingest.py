@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import cv2
-
 from autosteer.processors.decode import encode_jpeg
 from autosteer.topics.records import FrameRecord, now_ms
 
@@ -83,7 +82,7 @@ class CameraIngest(threading.Thread):
         self.open_timeout_s = open_timeout_s
         self.read_timeout_s = read_timeout_s
         self.stats = IngestStats()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._backoff = Backoff(0.5, backoff_max_s)
 
     @property
@@ -91,7 +90,7 @@ class CameraIngest(threading.Thread):
         return "://" not in self.url
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def _open(self) -> cv2.VideoCapture:
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
@@ -102,7 +101,7 @@ class CameraIngest(threading.Thread):
         key = self.camera.encode()
         min_gap = 1.0 / self.max_fps if self.max_fps > 0 else 0.0
         last_kept = 0.0
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.stats.state = "connecting"
             cap = self._open()
             if not cap.isOpened():
@@ -111,7 +110,7 @@ class CameraIngest(threading.Thread):
                 continue
             self.stats.state = "streaming"
             self._backoff.reset()
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 ok, frame = cap.read()
                 if not ok or frame is None:
                     break
@@ -123,9 +122,9 @@ class CameraIngest(threading.Thread):
                 last_kept = now
                 self._publish(key, frame)
                 if self.max_frames and self.stats.frames_sent >= self.max_frames:
-                    self._stop.set()
+                    self._halt.set()
             cap.release()
-            if self._stop.is_set():
+            if self._halt.is_set():
                 break
             if self.is_file and not self.loop_file:
                 self.stats.state = "finished"
@@ -160,4 +159,4 @@ class CameraIngest(threading.Thread):
         self.stats.reconnects += 1
         delay = self._backoff.next()
         log.warning("camera %s: %s; retrying in %.1fs", self.camera, why, delay)
-        self._stop.wait(delay)
+        self._halt.wait(delay)

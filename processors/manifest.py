@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
 from autosteer.errors import ModelError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 def sha256_file(path: Path) -> str:

@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-
 from autosteer.errors import ModelError
 from autosteer.processors.manifest import Manifest, sha256_file
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from autosteer.processors.coco import label91
 from autosteer.processors.manifest import Manifest
 from autosteer.processors.onnx_session import make_session

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from autosteer.processors.coco import COCO80, coco80_to_91
 from autosteer.processors.manifest import Manifest
 from autosteer.processors.onnx_session import make_session

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 import time
 from collections.abc import Sequence
@@ -25,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-
 from autosteer.errors import StoreError
 from autosteer.offload.policy import FixedRatio, OffloadPolicy
 from autosteer.processors.detector import Detector, load_detector
@@ -163,8 +163,11 @@ class Pipeline:
         if tier not in self._detectors:
             s = self.settings
             name = s.edge_model if tier == "edge" else s.cloud_model
+            # detectors in one process share the cores instead of oversubscribing them
+            tiers_here = max(1, len(self.roles & {"edge", "cloud"}))
+            threads = s.intra_op_threads or max(1, (os.cpu_count() or 1) // tiers_here)
             self._detectors[tier] = load_detector(
-                s.model_dir, name, providers=s.providers, intra_op_threads=s.intra_op_threads,
+                s.model_dir, name, providers=s.providers, intra_op_threads=threads,
                 score_threshold=s.score_threshold)
         return self._detectors[tier]
 

@@ -24,7 +24,6 @@ import urllib.request
 from typing import Any
 
 import click
-
 from autosteer.errors import AutosteerError
 from autosteer.settings import Settings
 
@@ -163,9 +162,8 @@ def camera_remove(camera_id: str) -> None:
 
 
 def _send_camera(cmd: Any) -> None:
-    from confluent_kafka import Producer
-
     from autosteer.topics.names import TopicNames
+    from confluent_kafka import Producer
 
     s = _settings()
     p = Producer(s.producer_config())

@@ -19,13 +19,12 @@ from typing import Any
 
 import click
 import numpy as np
-from confluent_kafka import Consumer, Producer
-
 from autosteer.infra.process import wait_port
 from autosteer.infra.stack import LocalStack
 from autosteer.settings import Settings
 from autosteer.topics.names import TopicNames
 from autosteer.topics.records import CameraCommand, Detection, now_ms
+from confluent_kafka import Consumer, Producer
 
 P95_SQL = """SELECT tier, count() AS frames,
        round(quantile(0.5)(total_ms), 1) AS p50_ms,

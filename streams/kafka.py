@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from confluent_kafka import Producer
-
 from autosteer.settings import Settings
+from confluent_kafka import Producer
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
 from autosteer.errors import AutosteerError, RecordError
 from autosteer.offload.policy import FrameMeta, OffloadPolicy, Tier
 from autosteer.processors.decode import decode_jpeg

@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from faust import web
-
 from autosteer.errors import QueryRejected, StoreError
+from faust import web
 
 if TYPE_CHECKING:
     from autosteer.streams.app import Pipeline

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
-
 from autosteer.errors import InfraError
 from autosteer.settings import Settings
 from autosteer.topics.names import TopicNames
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
 
 log = logging.getLogger(__name__)
 

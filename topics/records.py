@@ -24,6 +24,7 @@ import base64
 import time
 from typing import Annotated, Literal, Self
 
+from autosteer.errors import RecordError
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -32,8 +33,6 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
 )
-
-from autosteer.errors import RecordError
 
 # Bytes travel as standard base64 text in JSON (RFC 4648 section 4; the URL-safe
 # alphabet is accepted on input too).

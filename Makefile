@@ -1,0 +1,67 @@
+# Two entry points do all the set-up on a fresh machine:
+#   make demo    install, start the local stack, stream vtest.avi through the pipeline
+#   make test    install, then run unit + integration tests against real servers
+# Everything else is a step of those two.
+
+PY        ?= python3
+VENV      ?= .venv
+BIN       := $(VENV)/bin
+DEMO_SECONDS ?= 60
+APT_PACKAGES := clickhouse-server clickhouse-client \
+	gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-tools \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav
+
+.PHONY: setup system-deps venv models demo test test-unit bench lint down clean
+
+setup: system-deps venv
+
+# Debian packages: ClickHouse server (18.16) and the GStreamer RTSP server for the
+# test camera. Installed only when missing; needs root (or sudo) and apt-get.
+system-deps:
+	@if [ -x /usr/sbin/clickhouse-server ] && /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer','1.0')" 2>/dev/null \
+	   && gst-inspect-1.0 x264enc >/dev/null 2>&1; then \
+	  echo "system packages: present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	else \
+	  echo "install these Debian/Ubuntu packages first: $(APT_PACKAGES)"; exit 1; \
+	fi
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Converts and quantizes the detectors once (cached under ~/.cache/autosteer).
+models: setup
+	$(BIN)/autosteer models prepare
+
+demo: setup
+	$(BIN)/autosteer demo --seconds $(DEMO_SECONDS)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-unit: venv
+	$(BIN)/python -m pytest -q -m "not integration"
+
+bench: setup
+	$(BIN)/python bench/pipeline_overhead.py
+
+lint: venv
+	$(BIN)/ruff check .
+
+down: venv
+	$(BIN)/autosteer infra down
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,117 @@
+"""Helpers shared by the tests (importable because pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from autosteer.infra.process import wait_port
+from autosteer.settings import Settings
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def settings_env(s: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOSTEER_")}
+    for name, value in s.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"AUTOSTEER_{name.upper()}"] = str(value)
+    return env
+
+
+class Worker:
+    """``autosteer worker`` as a real subprocess."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Worker:
+        from autosteer.topics.admin import ensure_topics
+
+        ensure_topics(self.settings)
+        logf = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "autosteer.streams.cli", "-l", "info", "worker"],
+            env=settings_env(self.settings), stdout=logf, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        logf.close()
+        wait_port(self.settings.web_port, 60, what="worker", proc=self.proc, log_file=self.log_path)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+def wait_for(pred: Callable[[], Any], timeout_s: float, what: str, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def produce(s: Settings, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
+    """Produce (key, value) pairs with plain confluent-kafka and wait for delivery."""
+    from confluent_kafka import Producer
+
+    p = Producer(s.producer_config())
+    errors: list[Any] = []
+    for key, value in messages:
+        p.produce(topic, key=key, value=value,
+                  on_delivery=lambda err, _m: errors.append(err) if err else None)
+    assert p.flush(30) == 0, "messages still queued after 30s"
+    assert not errors, errors
+
+
+def consume(s: Settings, topic: str, *, until: Callable[[list[Any]], bool],
+            timeout_s: float, what: str) -> list[Any]:
+    """Read ``topic`` from the beginning with a fresh group until ``until(messages)``."""
+    from confluent_kafka import Consumer
+
+    c = Consumer(s.consumer_config(unique("g")))
+    c.subscribe([topic])
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None or m.error():
+                continue
+            got.append(m)
+            if until(got):
+                return got
+    finally:
+        c.close()
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}; "
+                         f"got {len(got)} message(s)")
+
+
+def cli(s: Settings, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
+    """Run the ``autosteer`` CLI in a separate process with ``s`` as its environment."""
+    return subprocess.run([sys.executable, "-m", "autosteer.streams.cli", *args],
+                          env=settings_env(s), capture_output=True, text=True, timeout=timeout_s)

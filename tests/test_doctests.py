@@ -1,0 +1,27 @@
+"""Docstring examples are tests."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "autosteer.settings",
+    "autosteer.topics.names",
+    "autosteer.topics.records",
+    "autosteer.offload.policy",
+    "autosteer.processors.coco",
+    "autosteer.processors.decode",
+    "autosteer.processors.yolo",
+    "autosteer.processors.ingest",
+    "autosteer.telemetry.store",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+    assert result.attempted > 0, f"{name} has no doctest examples"
