@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     node: str = Field("node-1", description="name of this node in telemetry")
     roles: str = Field("router,edge,cloud,sink,ingest", description="agents this worker runs")
     edge_ratio: float = Field(0.5, ge=0.0, le=1.0, description="share of frames routed to edge")
+    fetch_wait_ms: int = Field(25, ge=1, le=5000,
+                               description="longest wait of a worker's fetch on an empty topic")
     batch_size: int = Field(4, ge=1, le=64)
     batch_wait_s: float = Field(0.02, ge=0.0)
     jpeg_quality: int = Field(85, ge=10, le=100)

@@ -62,6 +62,9 @@ def make_session(path: Path, providers: str = "auto", intra_op_threads: int = 0)
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
+    # Idle intra-op threads spin by default, burning the cores that decode, Kafka I/O and
+    # the broker need between batches; in a pipeline that costs more than it saves.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     chosen = select_providers(providers, cache_dir=path.parent / "trt-cache")
     try:
         sess = ort.InferenceSession(str(path), sess_options=so, providers=chosen)

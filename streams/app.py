@@ -32,7 +32,15 @@ from autosteer.processors.detector import Detector, load_detector
 from autosteer.processors.ingest import Backoff, CameraIngest
 from autosteer.settings import Settings
 from autosteer.streams.kafka import FrameSender
-from autosteer.streams.pipeline import DetectStage, Incoming, Rejected, route, telemetry_rows
+from autosteer.streams.pipeline import (
+    DetectStage,
+    Incoming,
+    Prepared,
+    Rejected,
+    route,
+    telemetry_rows,
+)
+from autosteer.streams.transport import App
 from autosteer.telemetry.schema import FRAME_COLUMNS, FRAMES_TABLE
 from autosteer.telemetry.store import TelemetryStore, open_store
 from autosteer.topics import headers as H
@@ -70,9 +78,11 @@ def _header(headers: Any, name: str) -> bytes | None:
 def incoming(event: Any) -> Incoming:
     m = event.message
     routed = _header(m.headers, H.ROUTED_MS)
+    produced = _header(m.headers, H.PRODUCED_MS)  # set by the router on tier topics
     return Incoming(
         value=m.value, key=m.key, topic=m.topic, partition=m.partition, offset=m.offset,
-        produced_ms=int(m.timestamp * 1000) if m.timestamp else 0,
+        produced_ms=int(produced) if produced and produced.isdigit()
+        else int(m.timestamp * 1000) if m.timestamp else 0,
         routed_ms=int(routed) if routed and routed.isdigit() else 0,
     )
 
@@ -86,6 +96,7 @@ class Counters:
     dead_letters: int = 0
     telemetry_rows: int = 0
     store_retries: int = 0
+    send_failures: int = 0
 
 
 class Pipeline:
@@ -124,7 +135,7 @@ class Pipeline:
     def _make_app(self) -> faust.App:
         s = self.settings
         broker = ";".join(f"kafka://{h.strip()}" for h in s.kafka_bootstrap.split(","))
-        return faust.App(
+        return App(
             f"{s.topic_prefix}-pipeline",
             broker=broker,
             broker_credentials=_credentials(s),
@@ -150,6 +161,7 @@ class Pipeline:
             web_host=s.web_host,
             datadir=str(s.state_dir / f"faust-{s.topic_prefix}-{s.node}"),
             autodiscover=False,
+            fetch_wait_ms=s.fetch_wait_ms,
         )
 
     @property
@@ -175,13 +187,26 @@ class Pipeline:
         if not rejected:
             return
         topic = self.topics[self.names.deadletter]
-        futs = []
+        # base64 grows the payload by 4/3; leave room for the other fields
+        max_payload = max(1024, self.settings.max_message_bytes * 3 // 4 - 65536)
         for r in rejected:
             log.warning("dead letter from %s[%d]@%d: %s", r.item.topic, r.item.partition,
                         r.item.offset, r.error)
-            futs.append(await topic.send(key=r.item.key, value=r.dead_letter(self.settings.node).dumps()))
-        await asyncio.gather(*futs)
+            letter = r.dead_letter(self.settings.node, max_payload)
+            self._watch(await topic.send(key=r.item.key, value=letter.dumps()))
         self.counters.dead_letters += len(rejected)
+
+    def _watch(self, fut: Any) -> None:
+        """Count and log a failed send. Sends are not awaited one by one: Faust flushes
+        the producer before it commits offsets, so a frame whose results were not
+        delivered is consumed again after a crash (at-least-once)."""
+        fut.add_done_callback(self._on_sent)
+
+    def _on_sent(self, fut: Any) -> None:
+        exc = fut.exception() if not fut.cancelled() else None
+        if exc is not None:
+            self.counters.send_failures += 1
+            log.error("send failed: %s", exc)
 
     # --- agents ----------------------------------------------------------------------
     def _register_agents(self) -> None:
@@ -209,43 +234,60 @@ class Pipeline:
         out = {t: self.topics[self.names.tier_topic(t)] for t in ("edge", "cloud")}
         async for events in stream.take_events(256, within=0.005):
             routed, rejected = route([incoming(e) for e in events], self.policy)
-            futs = []
             ts = str(now_ms()).encode()
             for r in routed:
-                futs.append(await out[r.tier].send(
+                self._watch(await out[r.tier].send(
                     key=r.item.key or r.frame.camera.encode(), value=r.item.value,
-                    headers=[(H.ROUTED_MS, ts), (H.TIER, r.tier.encode())]))
+                    headers=[(H.ROUTED_MS, ts), (H.TIER, r.tier.encode()),
+                             (H.PRODUCED_MS, str(r.item.produced_ms).encode())]))
                 self.counters.routed[r.tier] += 1
             await self.dead_letter(rejected)
-            await asyncio.gather(*futs)
 
     def _make_detector_agent(self, tier: str) -> Any:
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"detect-{tier}")
+        decode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"decode-{tier}")
+        infer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{tier}")
 
         async def detect(stream: Any) -> None:
+            """Decode batch k+1 while batch k is in the model (two batches in flight at
+            most). take_events acks a batch when the next one is taken, so each message
+            holds one extra reference until its results are handed to the producer."""
             loop = asyncio.get_running_loop()
-            stage = DetectStage(await loop.run_in_executor(pool, self.detector, tier),
+            stage = DetectStage(await loop.run_in_executor(infer_pool, self.detector, tier),
                                 tier, self.settings.node)  # type: ignore[arg-type]
-            det_topic = self.topics[self.names.detections]
-            tel_topic = self.topics[self.names.telemetry]
+            in_model: asyncio.Future | None = None
             async for events in stream.take_events(self.settings.batch_size,
                                                    within=self.settings.batch_wait_s):
                 taken = now_ms()
                 depth = len(events) + _buffered(stream)
-                items = [incoming(e) for e in events]
-                results, rejected = await loop.run_in_executor(
-                    pool, stage.process, items, taken, depth)
-                futs = []
-                for r in results:
-                    futs.append(await det_topic.send(key=r.key, value=r.detection.dumps()))
-                    futs.append(await tel_topic.send(key=self.settings.node.encode(),
-                                                     value=r.telemetry.dumps()))
-                await self.dead_letter(rejected)
-                await asyncio.gather(*futs)
-                self.counters.detected[tier] += len(results)
+                for e in events:
+                    e.message.incref()
+                prepared = await loop.run_in_executor(
+                    decode_pool, stage.prepare, [incoming(e) for e in events])
+                if in_model is not None:
+                    await in_model
+                in_model = asyncio.ensure_future(
+                    self._infer_and_publish(stage, infer_pool, prepared, events, taken, depth))
+            if in_model is not None:
+                await in_model
 
         detect.__name__ = f"detect_{tier}"
         return detect
+
+    async def _infer_and_publish(self, stage: DetectStage, pool: ThreadPoolExecutor,
+                                 prepared: Prepared, events: Sequence[Any], taken: int,
+                                 depth: int) -> None:
+        loop = asyncio.get_running_loop()
+        results, failed = await loop.run_in_executor(pool, stage.infer, prepared, taken, depth)
+        det_topic = self.topics[self.names.detections]
+        tel_topic = self.topics[self.names.telemetry]
+        for r in results:
+            self._watch(await det_topic.send(key=r.key, value=r.detection.dumps()))
+            self._watch(await tel_topic.send(key=self.settings.node.encode(),
+                                             value=r.telemetry.dumps()))
+        await self.dead_letter(prepared.rejected + failed)
+        self.counters.detected[stage.tier] += len(results)
+        for e in events:  # now safe to commit: results are in the producer
+            e.ack()
 
     async def _sink(self, stream: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -321,6 +363,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     from autosteer.topics.admin import ensure_topics
 
     ensure_topics(settings)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
     pipeline = Pipeline(settings)
     started = time.monotonic()
     log.info("worker %s starting roles %s", settings.node, sorted(pipeline.roles))

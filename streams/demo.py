@@ -29,6 +29,9 @@ from confluent_kafka import Consumer, Producer
 P95_SQL = """SELECT tier, count() AS frames,
        round(quantile(0.5)(total_ms), 1) AS p50_ms,
        round(quantile(0.95)(total_ms), 1) AS p95_ms,
+       round(avg(ingest_ms), 1) AS ingest_ms,
+       round(avg(route_ms), 1) AS route_ms,
+       round(avg(queue_ms), 1) AS queue_ms,
        round(avg(infer_ms), 1) AS infer_ms
 FROM {db}.telemetry_frames
 WHERE ts_ms >= {since} AND node = '{node}'
@@ -124,16 +127,20 @@ def _stream(s: Settings, stack: LocalStack, seconds: float, cameras: int) -> Non
 
 
 def _progress(window: list[tuple[float, Detection]], elapsed: float) -> None:
+    tty = sys.stdout.isatty()
+    if not tty and round(elapsed) % 5:
+        return  # in a log, one line every 5 s instead of a live line
+    start, end = ("\r", "") if tty else ("", "\n")
     if not window:
-        click.echo(f"\r  t={elapsed:5.0f}s  waiting for the first detections...", nl=False)
+        click.echo(f"{start}  t={elapsed:5.0f}s  waiting for the first detections...{end}", nl=False)
         return
     span = max(1.0, window[-1][0] - window[0][0])
     lat = np.array([d.latency.total_ms for _, d in window])
     edge = sum(1 for _, d in window if d.tier == "edge")
     boxes = sum(len(d.boxes) for _, d in window)
-    click.echo(f"\r  t={elapsed:5.0f}s  {len(window) / span:5.1f} fps  e2e p50 "
+    click.echo(f"{start}  t={elapsed:5.0f}s  {len(window) / span:5.1f} fps  e2e p50 "
                f"{np.percentile(lat, 50):6.0f} ms  p95 {np.percentile(lat, 95):6.0f} ms  "
-               f"edge/cloud {edge}/{len(window) - edge}  {boxes / span:5.1f} detections/s",
+               f"edge/cloud {edge}/{len(window) - edge}  {boxes / span:5.1f} detections/s{end}",
                nl=False)
 
 

@@ -43,11 +43,16 @@ class Rejected:
     item: Incoming
     error: Exception
 
-    def dead_letter(self, node: str) -> DeadLetter:
+    def dead_letter(self, node: str, max_payload: int = 1 << 40) -> DeadLetter:
+        """The dead letter for this item; a payload over ``max_payload`` bytes is cut
+        (base64 makes it 4/3 larger, so a frame near the size limit would not fit)."""
+        value = self.item.value or b""
         return DeadLetter(
             node=node, source_topic=self.item.topic, partition=self.item.partition,
-            offset=self.item.offset, key=self.item.key, reason=str(self.error),
-            error_type=type(self.error).__name__, payload=self.item.value or b"",
+            offset=self.item.offset, key=(self.item.key or b"")[:1024] or None,
+            reason=str(self.error)[:4096], error_type=type(self.error).__name__,
+            payload=value[:max_payload], payload_bytes=len(value),
+            payload_truncated=len(value) > max_payload,
         )
 
 
@@ -86,6 +91,14 @@ class Result:
         return f"{self.detection.camera}:{self.detection.seq}".encode()
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A batch after parse and decode: (item, frame, image, decode ms) and rejects."""
+
+    good: list[tuple[Incoming, FrameRecord, np.ndarray, float]]
+    rejected: list[Rejected]
+
+
 class DetectStage:
     """Parse, decode and detect a batch of frames for one tier."""
 
@@ -100,6 +113,13 @@ class DetectStage:
 
     def process(self, items: Sequence[Incoming], taken_ms: int,
                 queue_depth: int = 0) -> tuple[list[Result], list[Rejected]]:
+        """:meth:`prepare` then :meth:`infer`, in one call."""
+        prepared = self.prepare(items)
+        results, rejected = self.infer(prepared, taken_ms, queue_depth)
+        return results, prepared.rejected + rejected
+
+    def prepare(self, items: Sequence[Incoming]) -> Prepared:
+        """Parse and decode (CPU work that can overlap the previous batch's inference)."""
         rejected: list[Rejected] = []
         good: list[tuple[Incoming, FrameRecord, np.ndarray, float]] = []
         for it in items:
@@ -111,14 +131,20 @@ class DetectStage:
                 rejected.append(Rejected(it, exc))
                 continue
             good.append((it, frame, image, (time.perf_counter() - t0) * 1000))
+        return Prepared(good, rejected)
+
+    def infer(self, prepared: Prepared, taken_ms: int,
+              queue_depth: int = 0) -> tuple[list[Result], list[Rejected]]:
+        """Detect on the prepared frames; returns results and frames the model failed on."""
+        good = prepared.good
         if not good:
-            return [], rejected
+            return [], []
         detector = self.detector  # one model for the whole batch, even if swapped meanwhile
         t0 = time.perf_counter()
         try:
             all_boxes = detector.detect([g[2] for g in good])
         except Exception as exc:  # a model failure rejects the batch, never kills the agent
-            return [], rejected + [Rejected(g[0], exc) for g in good]
+            return [], [Rejected(g[0], exc) for g in good]
         infer_ms = (time.perf_counter() - t0) * 1000 / len(good)
         done = now_ms()
         results = []
@@ -146,7 +172,7 @@ class DetectStage:
                 mean_score=float(np.mean(scores)) if scores else 0.0,
             )
             results.append(Result(det, tel))
-        return results, rejected
+        return results, []
 
 
 def telemetry_rows(items: Sequence[Incoming],

@@ -174,7 +174,11 @@ class DeadLetter(Record):
     key: B64 | None = None
     reason: str = Field(description="what was wrong, in words")
     error_type: str = Field(description="class name of the error, e.g. RecordError, DecodeError")
-    payload: B64 = Field(description="the original message value, unchanged")
+    payload: B64 = Field(description="the original message value, unchanged unless "
+                         "payload_truncated (then its first bytes)")
+    payload_bytes: int = Field(0, ge=0, description="size of the original message value")
+    payload_truncated: bool = Field(False, description="payload was cut to fit the topic's "
+                                    "message-size limit")
 
 
 PUBLIC_RECORDS: dict[str, type[Record]] = {
