@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     jpeg_quality: int = Field(85, ge=10, le=100)
     ingest_max_fps: float = Field(0.0, ge=0.0, description="per-camera fps cap, 0 = none")
     ingest_max_width: int = Field(0, ge=0, description="downscale wider frames at ingest, 0 = keep")
+    telemetry_sample_rate: float = Field(
+        0.1, gt=0.0, le=1.0, description="share of per-frame telemetry rows kept (windows are exact)")
+    window_s: int = Field(10, ge=1, le=3600, description="telemetry window length")
+    heartbeat_s: float = Field(5.0, gt=0.0, description="node heartbeat period")
     sink_batch_rows: int = Field(10_000, ge=1)
     sink_flush_s: float = Field(1.0, gt=0.0)
     web_port: int = Field(6066, ge=1, le=65535)

@@ -16,9 +16,11 @@ are committed. Malformed messages go to the dead-letter topic; agents keep runni
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import ssl
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,10 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from autosteer.errors import StoreError
 from autosteer.offload.policy import FixedRatio, OffloadPolicy
 from autosteer.processors.detector import Detector, load_detector
-from autosteer.processors.ingest import Backoff, CameraIngest
+from autosteer.processors.ingest import CameraIngest
 from autosteer.settings import Settings
 from autosteer.streams.kafka import FrameSender
 from autosteer.streams.pipeline import (
@@ -38,14 +39,18 @@ from autosteer.streams.pipeline import (
     Prepared,
     Rejected,
     route,
-    telemetry_rows,
+    table_rows,
 )
 from autosteer.streams.transport import App
-from autosteer.telemetry.schema import FRAME_COLUMNS, FRAMES_TABLE
+from autosteer.telemetry.resources import ResourceProbe
+from autosteer.telemetry.sampling import Sampler
+from autosteer.telemetry.schema import FRAMES, NODES, WINDOWS, Table
+from autosteer.telemetry.sink import Sink
 from autosteer.telemetry.store import TelemetryStore, open_store
+from autosteer.telemetry.window import WindowAggregator
 from autosteer.topics import headers as H
 from autosteer.topics.names import TopicNames
-from autosteer.topics.records import CameraCommand, now_ms
+from autosteer.topics.records import CameraCommand, NodeRecord, now_ms
 
 log = logging.getLogger(__name__)
 ROLES = ("router", "edge", "cloud", "sink", "ingest")
@@ -118,13 +123,19 @@ class Pipeline:
         self.counters = Counters()
         self.cameras: dict[str, CameraIngest] = {}
         self._frame_sender: FrameSender | None = None
+        self.windows = WindowAggregator(settings.node, settings.window_s)
+        self.sampler = Sampler(settings.telemetry_sample_rate)
+        self._sink: Sink | None = None
+        self._sink_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink")
+        self._halt = threading.Event()  # set at shutdown: stops sink retries
         self.app = self._make_app()
         self.topics = {
             name: self.app.topic(name, key_type=bytes, value_type=bytes,
                                  key_serializer="raw", value_serializer="raw")
             for name in (self.names.frames, self.names.frames_edge, self.names.frames_cloud,
                          self.names.detections, self.names.telemetry, self.names.deadletter,
-                         self.names.cameras)
+                         self.names.cameras, self.names.telemetry_windows,
+                         self.names.telemetry_nodes)
         }
         self._register_agents()
         from autosteer.streams.web import register_pages
@@ -218,7 +229,19 @@ class Pipeline:
                 topic = self.topics[self.names.tier_topic(tier)]
                 self.app.agent(topic, name=f"detect-{tier}")(self._make_detector_agent(tier))
         if "sink" in self.roles:
-            self.app.agent(self.topics[self.names.telemetry], name="sink")(self._sink)
+            for topic, table in ((self.names.telemetry, FRAMES),
+                                 (self.names.telemetry_windows, WINDOWS),
+                                 (self.names.telemetry_nodes, NODES)):
+                self.app.agent(self.topics[topic], name=f"sink-{table.name}")(
+                    self._make_sink_agent(table))
+        self._probe = ResourceProbe()
+        self.app.timer(1.0, name="telemetry-windows")(self._emit_windows)
+        self.app.timer(s.heartbeat_s, name="heartbeat")(self._heartbeat)
+
+        @self.app.on_before_shutdown.connect
+        async def _flush_telemetry(app: Any, **kw: Any) -> None:
+            self._halt.set()
+            await self._emit_windows(force=True)
         if "ingest" in self.roles:
             self.app.agent(self.topics[self.names.cameras], name="cameras")(self._cameras)
 
@@ -280,33 +303,63 @@ class Pipeline:
         results, failed = await loop.run_in_executor(pool, stage.infer, prepared, taken, depth)
         det_topic = self.topics[self.names.detections]
         tel_topic = self.topics[self.names.telemetry]
+        node_key = self.settings.node.encode()
         for r in results:
             self._watch(await det_topic.send(key=r.key, value=r.detection.dumps()))
-            self._watch(await tel_topic.send(key=self.settings.node.encode(),
-                                             value=r.telemetry.dumps()))
+            self.windows.update(r.sample())
+            if self.sampler.keep():
+                row = r.telemetry.model_copy(update={"sample_weight": self.sampler.weight})
+                self._watch(await tel_topic.send(key=node_key, value=row.dumps()))
         await self.dead_letter(prepared.rejected + failed)
         self.counters.detected[stage.tier] += len(results)
         for e in events:  # now safe to commit: results are in the producer
             e.ack()
 
-    async def _sink(self, stream: Any) -> None:
-        loop = asyncio.get_running_loop()
-        columns = [c for c, _ in FRAME_COLUMNS]
-        async for events in stream.take_events(self.settings.sink_batch_rows,
-                                               within=self.settings.sink_flush_s):
-            rows, rejected = telemetry_rows([incoming(e) for e in events], columns)
-            await self.dead_letter(rejected)
-            backoff = Backoff(0.5, 10.0)
-            while rows:
-                try:
-                    await loop.run_in_executor(None, self.store.insert, FRAMES_TABLE, columns, rows)
-                    self.counters.telemetry_rows += len(rows)
-                    break
-                except StoreError as exc:  # keep the batch; the stream waits (backpressure)
-                    self.counters.store_retries += 1
-                    delay = backoff.next()
-                    log.warning("telemetry insert failed (%s); retrying in %.1fs", exc, delay)
-                    await asyncio.sleep(delay)
+    @property
+    def sink(self) -> Sink:
+        if self._sink is None:
+            self._sink = Sink(self.store)
+        return self._sink
+
+    def _make_sink_agent(self, table: Table) -> Any:
+        async def sink(stream: Any) -> None:
+            """Batches of records -> one exactly-once insert; while ClickHouse is down
+            the batch is retried and the stream waits (Kafka keeps the rest)."""
+            loop = asyncio.get_running_loop()
+            async for events in stream.take_events(self.settings.sink_batch_rows,
+                                                   within=self.settings.sink_flush_s):
+                rows, positions, rejected = table_rows([incoming(e) for e in events], table)
+                await self.dead_letter(rejected)
+                if not rows:
+                    continue
+                before = self.sink.failures
+                written = await loop.run_in_executor(self._sink_pool, functools.partial(
+                    self.sink.write_until_done, table, rows, positions,
+                    sleep=self._halt.wait, give_up=self._halt.is_set))
+                self.counters.telemetry_rows += written
+                self.counters.store_retries += self.sink.failures - before
+
+        sink.__name__ = f"sink_{table.name}"
+        return sink
+
+    async def _emit_windows(self, force: bool = False) -> None:
+        topic = self.topics[self.names.telemetry_windows]
+        for w in self.windows.flush(now_ms(), force=force):
+            self._watch(await topic.send(key=self.settings.node.encode(), value=w.dumps()))
+
+    async def _heartbeat(self) -> None:
+        c = self.counters
+        cams = list(self.cameras.values())
+        rec = NodeRecord(
+            ts_ms=now_ms(), node=self.settings.node, roles=",".join(sorted(self.roles)),
+            **self._probe.read(), routed_edge=c.routed["edge"], routed_cloud=c.routed["cloud"],
+            detected_edge=c.detected["edge"], detected_cloud=c.detected["cloud"],
+            dead_letters=c.dead_letters, send_failures=c.send_failures,
+            frames_dropped=sum(x.stats.frames_dropped for x in cams),
+            frames_skipped=sum(x.stats.frames_skipped for x in cams),
+            telemetry_rows=c.telemetry_rows, store_retries=c.store_retries)
+        self._watch(await self.topics[self.names.telemetry_nodes].send(
+            key=self.settings.node.encode(), value=rec.dumps()))
 
     async def _cameras(self, stream: Any) -> None:
         async for events in stream.take_events(16, within=0.1):

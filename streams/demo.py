@@ -26,14 +26,11 @@ from autosteer.topics.names import TopicNames
 from autosteer.topics.records import CameraCommand, Detection, now_ms
 from confluent_kafka import Consumer, Producer
 
-P95_SQL = """SELECT tier, count() AS frames,
-       round(quantile(0.5)(total_ms), 1) AS p50_ms,
-       round(quantile(0.95)(total_ms), 1) AS p95_ms,
-       round(avg(ingest_ms), 1) AS ingest_ms,
-       round(avg(route_ms), 1) AS route_ms,
-       round(avg(queue_ms), 1) AS queue_ms,
-       round(avg(infer_ms), 1) AS infer_ms
-FROM {db}.telemetry_frames
+P95_SQL = """SELECT tier, sum(w) AS frames,
+       round(quantileExactWeighted(0.5)(v, w), 1) AS p50_ms,
+       round(quantileExactWeighted(0.95)(v, w), 1) AS p95_ms,
+       round(quantileExactWeighted(0.99)(v, w), 1) AS p99_ms
+FROM {db}.telemetry_windows ARRAY JOIN total_ms_values AS v, total_ms_weights AS w
 WHERE ts_ms >= {since} AND node = '{node}'
 GROUP BY tier ORDER BY tier"""
 
@@ -166,10 +163,11 @@ def _summary(s: Settings, dets: list[Detection], t_start: int) -> None:
         counts = ", ".join(f"{n} {k}" for k, n in sorted(d.counts().items(), key=lambda x: -x[1]))
         click.echo(f"   {d.camera} frame {d.seq} ({d.tier}, {d.model_id}@{d.model_version}): "
                    f"{counts or 'nothing'}")
-    time.sleep(s.sink_flush_s + 1.0)  # let the sink flush its last batch
+    click.echo(f"== waiting {s.window_s + 2}s for the last telemetry window to close")
+    time.sleep(s.window_s + 2.0)  # the last window closes 1 s after it ends; then the sink
     database = s.clickhouse_url.rsplit("/", 1)[-1] if s.store == "server" else "autosteer"
-    query = P95_SQL.format(db=database, since=t_start, node=s.node)
-    click.echo("== SQL over telemetry in ClickHouse:")
+    query = P95_SQL.format(db=database, since=t_start - s.window_s * 1000, node=s.node)
+    click.echo("== SQL over telemetry sketches in ClickHouse (p50/p95/p99 merged from windows):")
     click.echo("   " + query.replace("\n", "\n   "))
     cols, rows = _retry_sql(lambda: run_sql(s, query))
     print_rows(cols, rows)

@@ -15,6 +15,9 @@ from autosteer.errors import AutosteerError, RecordError
 from autosteer.offload.policy import FrameMeta, OffloadPolicy, Tier
 from autosteer.processors.decode import decode_jpeg
 from autosteer.processors.detector import Detector
+from autosteer.telemetry.schema import Table
+from autosteer.telemetry.sink import Position
+from autosteer.telemetry.window import Sample
 from autosteer.topics.records import (
     DeadLetter,
     Detection,
@@ -89,6 +92,15 @@ class Result:
     def key(self) -> bytes:
         """Idempotent result key: the same frame always gets the same key."""
         return f"{self.detection.camera}:{self.detection.seq}".encode()
+
+    def sample(self) -> Sample:
+        """What the telemetry window aggregator keeps of this frame."""
+        d, t = self.detection, self.telemetry
+        return Sample(ts_ms=t.ts_ms, camera=d.camera, seq=d.seq, tier=d.tier,
+                      model_id=d.model_id, model_version=d.model_version,
+                      total_ms=t.total_ms, infer_ms=t.infer_ms, queue_ms=t.queue_ms,
+                      queue_depth=t.queue_depth, labels=[b.label for b in d.boxes],
+                      scores=[b.score for b in d.boxes])
 
 
 @dataclass(frozen=True)
@@ -175,16 +187,16 @@ class DetectStage:
         return results, []
 
 
-def telemetry_rows(items: Sequence[Incoming],
-                   columns: Sequence[str]) -> tuple[list[tuple], list[Rejected]]:
-    """Parse telemetry messages into row tuples in ``columns`` order."""
-    rows, rejected = [], []
+def table_rows(items: Sequence[Incoming],
+               table: Table) -> tuple[list[tuple], list[Position], list[Rejected]]:
+    """Parse ``table.record`` messages into rows (without source columns) and positions."""
+    rows, positions, rejected = [], [], []
     for it in items:
         try:
-            rec = TelemetryRecord.parse(it.value)
+            rec = table.record.parse(it.value)
         except RecordError as exc:
             rejected.append(Rejected(it, exc))
             continue
-        d = rec.model_dump()
-        rows.append(tuple(d[c] for c in columns))
-    return rows, rejected
+        rows.append(table.to_row(rec))
+        positions.append(Position(it.topic, it.partition, it.offset))
+    return rows, positions, rejected

@@ -1,47 +1,160 @@
 """ClickHouse DDL for telemetry, valid on ClickHouse 18.16 (Debian) and current versions.
 
 Only features both have: MergeTree with a custom ``PARTITION BY`` on a Date, DEFAULT
-expressions, plain types (no DateTime64, Map, LowCardinality, TTL or codecs).
-Retention is ``ALTER TABLE ... DROP PARTITION`` on old days.
+expressions, arrays, plain types (no DateTime64, Map, LowCardinality, TTL or codecs),
+plain views. Retention is ``ALTER TABLE ... DROP PARTITION`` on old days.
+
+Every table fed from a topic carries ``src_topic, src_partition, src_offset``: the sink
+uses them to skip rows that are already stored (exactly once across retries and crashes).
+
+>>> [t.name for t in TABLES]
+['telemetry_frames', 'telemetry_windows', 'telemetry_nodes']
+>>> WINDOWS.columns[-3:]
+['src_topic', 'src_partition', 'src_offset']
 """
 
 from __future__ import annotations
 
-FRAMES_TABLE = "telemetry_frames"
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-# (column, ClickHouse type) for what producers insert; the record field of the same name.
-FRAME_COLUMNS: list[tuple[str, str]] = [
-    ("ts_ms", "UInt64"),
-    ("node", "String"),
-    ("camera", "String"),
-    ("seq", "UInt64"),
-    ("tier", "String"),
-    ("model_id", "String"),
-    ("model_version", "String"),
-    ("batch_size", "UInt16"),
-    ("queue_depth", "UInt32"),
-    ("ingest_ms", "Float32"),
-    ("route_ms", "Float32"),
-    ("queue_ms", "Float32"),
-    ("decode_ms", "Float32"),
-    ("infer_ms", "Float32"),
-    ("total_ms", "Float32"),
-    ("n_detections", "UInt16"),
-    ("max_score", "Float32"),
-    ("mean_score", "Float32"),
-]
+from autosteer.topics.records import NodeRecord, Record, TelemetryRecord, WindowRecord
+
+SOURCE_COLUMNS: list[tuple[str, str]] = [
+    ("src_topic", "String"), ("src_partition", "UInt32"), ("src_offset", "UInt64")]
+
+SUMMARIES = ("total_ms", "infer_ms", "queue_ms", "score")
 
 
-def ddl(database: str) -> list[str]:
-    """Statements that create the database and tables (idempotent)."""
-    cols = ",\n    ".join(f"{name} {typ}" for name, typ in FRAME_COLUMNS)
-    return [
-        f"CREATE DATABASE IF NOT EXISTS {database}",
-        f"""CREATE TABLE IF NOT EXISTS {database}.{FRAMES_TABLE} (
+@dataclass(frozen=True)
+class Table:
+    """One telemetry table: its columns, sort key, and how a record becomes a row."""
+
+    name: str
+    record: type[Record]
+    typed_columns: list[tuple[str, str]]
+    order_by: str
+    to_row: Callable[[Any], tuple]
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c, _ in self.typed_columns]
+
+    def ddl(self, database: str) -> str:
+        cols = ",\n    ".join(f"{n} {t}" for n, t in self.typed_columns)
+        return f"""CREATE TABLE IF NOT EXISTS {database}.{self.name} (
     {cols},
     ts DateTime DEFAULT toDateTime(intDiv(ts_ms, 1000)),
     date Date DEFAULT toDate(toDateTime(intDiv(ts_ms, 1000)))
 ) ENGINE = MergeTree()
 PARTITION BY date
-ORDER BY (tier, camera, ts_ms, seq)""",
-    ]
+ORDER BY ({self.order_by})"""
+
+
+FRAME_COLUMNS: list[tuple[str, str]] = [
+    ("ts_ms", "UInt64"), ("node", "String"), ("camera", "String"), ("seq", "UInt64"),
+    ("tier", "String"), ("model_id", "String"), ("model_version", "String"),
+    ("batch_size", "UInt16"), ("queue_depth", "UInt32"), ("ingest_ms", "Float32"),
+    ("route_ms", "Float32"), ("queue_ms", "Float32"), ("decode_ms", "Float32"),
+    ("infer_ms", "Float32"), ("total_ms", "Float32"), ("n_detections", "UInt16"),
+    ("max_score", "Float32"), ("mean_score", "Float32"), ("sample_weight", "Float32"),
+]
+
+
+def _plain(names: list[str]) -> Callable[[Any], tuple]:
+    def row(rec: Any) -> tuple:
+        return tuple(getattr(rec, n) for n in names)
+    return row
+
+
+def _window_row(rec: WindowRecord) -> tuple:
+    out: list[Any] = [rec.ts_ms, rec.window_s, rec.node, rec.camera, rec.tier, rec.model_id,
+                      rec.model_version, rec.frames, rec.detections, rec.sum_total_ms,
+                      rec.max_total_ms, rec.max_queue_depth, rec.distinct_frames]
+    for name in SUMMARIES:
+        s = getattr(rec, name)
+        out += [list(s.values), list(s.weights)]
+    out += [list(rec.labels), list(rec.label_counts), json.dumps(rec.sketches)]
+    return tuple(out)
+
+
+WINDOW_COLUMNS: list[tuple[str, str]] = [
+    ("ts_ms", "UInt64"), ("window_s", "UInt32"), ("node", "String"), ("camera", "String"),
+    ("tier", "String"), ("model_id", "String"), ("model_version", "String"),
+    ("frames", "UInt64"), ("detections", "UInt64"), ("sum_total_ms", "Float64"),
+    ("max_total_ms", "Float32"), ("max_queue_depth", "UInt32"), ("distinct_frames", "Float64"),
+    *[(f"{n}_{part}", t) for n in SUMMARIES
+      for part, t in (("values", "Array(Float32)"), ("weights", "Array(UInt64)"))],
+    ("labels", "Array(String)"), ("label_counts", "Array(UInt64)"), ("sketches", "String"),
+]
+
+NODE_COLUMNS: list[tuple[str, str]] = [
+    ("ts_ms", "UInt64"), ("node", "String"), ("roles", "String"), ("cpu_percent", "Float32"),
+    ("host_cpu_percent", "Float32"), ("rss_bytes", "UInt64"), ("host_mem_percent", "Float32"),
+    ("threads", "UInt32"), ("gpu_util_percent", "Float32"), ("gpu_mem_bytes", "Int64"),
+    ("routed_edge", "UInt64"), ("routed_cloud", "UInt64"), ("detected_edge", "UInt64"),
+    ("detected_cloud", "UInt64"), ("dead_letters", "UInt64"), ("send_failures", "UInt64"),
+    ("frames_dropped", "UInt64"), ("frames_skipped", "UInt64"), ("telemetry_rows", "UInt64"),
+    ("store_retries", "UInt64"),
+]
+
+FRAMES = Table("telemetry_frames", TelemetryRecord, FRAME_COLUMNS + SOURCE_COLUMNS,
+               "tier, camera, ts_ms, seq", _plain([c for c, _ in FRAME_COLUMNS]))
+WINDOWS = Table("telemetry_windows", WindowRecord, WINDOW_COLUMNS + SOURCE_COLUMNS,
+                "tier, camera, ts_ms", _window_row)
+NODES = Table("telemetry_nodes", NodeRecord, NODE_COLUMNS + SOURCE_COLUMNS,
+              "node, ts_ms", _plain([c for c, _ in NODE_COLUMNS]))
+TABLES = [FRAMES, WINDOWS, NODES]
+FRAMES_TABLE = FRAMES.name
+
+# Named views for the common questions; plain SQL that 18.16 and current versions run.
+VIEWS: dict[str, str] = {
+    "p95_latency_per_tier_minute": """
+SELECT toStartOfMinute(ts) AS minute, tier,
+       quantileExactWeighted(0.5)(v, w) AS p50_ms,
+       quantileExactWeighted(0.95)(v, w) AS p95_ms,
+       quantileExactWeighted(0.99)(v, w) AS p99_ms
+FROM {db}.telemetry_windows ARRAY JOIN total_ms_values AS v, total_ms_weights AS w
+GROUP BY minute, tier ORDER BY minute, tier""",
+    "offload_ratio_per_minute": """
+SELECT toStartOfMinute(ts) AS minute, sum(frames) AS n_frames,
+       sumIf(frames, tier = 'edge') / sum(frames) AS edge_share
+FROM {db}.telemetry_windows GROUP BY minute ORDER BY minute""",
+    "fps_per_camera_minute": """
+SELECT toStartOfMinute(ts) AS minute, camera, sum(frames) / 60 AS fps,
+       sum(detections) / sum(frames) AS boxes_per_frame
+FROM {db}.telemetry_windows GROUP BY minute, camera ORDER BY minute, camera""",
+    "duplicates_per_minute": """
+SELECT toStartOfMinute(ts) AS minute, sum(frames) AS n_frames,
+       sum(frames) - sum(distinct_frames) AS reprocessed_estimate
+FROM {db}.telemetry_windows GROUP BY minute ORDER BY minute""",
+    "node_health": """
+SELECT node, max(ts) AS last_seen, argMax(cpu_percent, ts_ms) AS last_cpu_percent,
+       argMax(rss_bytes, ts_ms) AS last_rss_bytes, argMax(dead_letters, ts_ms) AS total_dead_letters,
+       argMax(frames_dropped, ts_ms) AS total_frames_dropped,
+       argMax(frames_skipped, ts_ms) AS total_frames_skipped
+FROM {db}.telemetry_nodes GROUP BY node ORDER BY node""",
+}
+
+
+def ddl(database: str) -> list[str]:
+    """Statements that create the database, tables and views (idempotent)."""
+    stmts = [f"CREATE DATABASE IF NOT EXISTS {database}"]
+    stmts += [t.ddl(database) for t in TABLES]
+    stmts += [f"CREATE VIEW IF NOT EXISTS {database}.{name} AS {sql.format(db=database).strip()}"
+              for name, sql in VIEWS.items()]
+    return stmts
+
+
+def partitions_sql(database: str) -> str:
+    """The day partitions of every telemetry table (for retention)."""
+    names = ", ".join(f"'{t.name}'" for t in TABLES)
+    return (f"SELECT DISTINCT table, partition FROM system.parts WHERE database = '{database}' "
+            f"AND table IN ({names}) AND active ORDER BY table, partition")
+
+
+def drop_partition_sql(database: str, table: str, partition: str) -> str:
+    """Retention: drop one day of one table (works on 18.16 and current versions)."""
+    return f"ALTER TABLE {database}.{table} DROP PARTITION '{partition}'"

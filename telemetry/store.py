@@ -108,9 +108,9 @@ class ServerStore:
             self._execute(stmt)
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
+        if rows:  # columnar: clickhouse-driver skips its row-to-column transpose
             self._execute(f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) VALUES",
-                          list(rows))
+                          [list(c) for c in zip(*rows, strict=True)], columnar=True)
 
     def query(self, sql: str, *, readonly: bool = False) -> tuple[list[str], Rows]:
         settings: dict[str, Any] = {}

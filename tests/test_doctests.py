@@ -17,6 +17,9 @@ MODULES = [
     "autosteer.processors.yolo",
     "autosteer.processors.ingest",
     "autosteer.telemetry.store",
+    "autosteer.telemetry.window",
+    "autosteer.telemetry.sampling",
+    "autosteer.telemetry.schema",
 ]
 
 

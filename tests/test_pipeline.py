@@ -120,6 +120,24 @@ def test_rtsp_camera_through_the_pipeline_into_the_clickhouse_server(
         assert all(r[2] > 0 for r in rows)
     finally:
         store.close()
+    store = ServerStore(s.clickhouse_url)
+    try:  # windows close 1 s after they end; heartbeats every 5 s
+        windows = wait_for(lambda: store.query(
+            f"SELECT sum(frames), sum(detections), count() FROM {database}.telemetry_windows "
+            f"WHERE camera = '{cam}'")[1][0] if store.query(
+            f"SELECT count() FROM {database}.telemetry_windows WHERE camera = '{cam}'")[1][0][0]
+            else None, 40, "a closed telemetry window")
+        assert windows[0] >= 1 and windows[1] >= windows[0]
+        _, p95 = store.query(f"SELECT tier, p95_ms FROM {database}.p95_latency_per_tier_minute")
+        assert p95 and all(r[1] > 0 for r in p95)
+        nodes = wait_for(lambda: store.query(
+            f"SELECT count(), max(rss_bytes), max(detected_edge + detected_cloud) "
+            f"FROM {database}.telemetry_nodes WHERE node = '{s.node}'")[1][0] if store.query(
+            f"SELECT count() FROM {database}.telemetry_nodes WHERE node = '{s.node}'")[1][0][0]
+            else None, 30, "a node heartbeat")
+        assert nodes[1] > 50_000_000
+    finally:
+        store.close()
     res = cli(s, "sql", f"SELECT count() FROM {database}.telemetry_frames", "--format", "csv")
     assert res.returncode == 0, res.stderr
     assert int(res.stdout.splitlines()[1]) >= 8

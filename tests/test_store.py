@@ -38,7 +38,7 @@ def rows(n: int, tier: str, base_ms: int = 1_763_000_000_000) -> list[tuple]:
                "tier": tier, "model_id": "m", "model_version": "1", "batch_size": 4,
                "queue_depth": i % 5, "ingest_ms": 1.0, "route_ms": 0.5, "queue_ms": 2.0,
                "decode_ms": 3.0, "infer_ms": 20.0 + i, "total_ms": 30.0 + i,
-               "n_detections": i % 7, "max_score": 0.9, "mean_score": 0.6}
+               "n_detections": i % 7, "max_score": 0.9, "mean_score": 0.6, "sample_weight": 1.0}
         out.append(tuple(rec[c] for c in COLUMNS))
     return out
 
@@ -70,3 +70,23 @@ def test_read_only_guard(store: TelemetryStore, sql: str) -> None:
     with pytest.raises(QueryRejected):
         store.query(sql, readonly=True)
 
+
+
+def test_every_named_view_runs(store: TelemetryStore) -> None:
+    from autosteer.telemetry.schema import VIEWS
+
+    for name in VIEWS:
+        cols, _ = store.query(f"SELECT * FROM {store.database}.{name}", readonly=True)
+        assert cols, name
+
+
+def test_retention_drops_old_day_partitions(store: TelemetryStore) -> None:
+    from autosteer.telemetry.schema import drop_partition_sql, partitions_sql
+
+    store.insert(FRAMES_TABLE, COLUMNS + ["src_topic", "src_partition", "src_offset"],
+                 [(*r, "t", 0, i) for i, r in enumerate(rows(10, "edge"))])
+    _, parts = store.query(partitions_sql(store.database))
+    assert ("telemetry_frames", "2025-11-13") in [tuple(p) for p in parts]
+    store.query(drop_partition_sql(store.database, "telemetry_frames", "2025-11-13"))
+    _, n = store.query(f"SELECT count() FROM {store.database}.{FRAMES_TABLE}")
+    assert n[0][0] == 0

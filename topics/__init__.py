@@ -8,8 +8,11 @@ from autosteer.topics.records import (
     Detection,
     FrameRecord,
     Latency,
+    NodeRecord,
+    QuantileSummary,
     Record,
     TelemetryRecord,
+    WindowRecord,
 )
 
 __all__ = [
@@ -19,8 +22,11 @@ __all__ = [
     "Detection",
     "FrameRecord",
     "Latency",
+    "NodeRecord",
+    "QuantileSummary",
     "Record",
     "TelemetryRecord",
     "TopicNames",
     "TopicSpec",
+    "WindowRecord",
 ]

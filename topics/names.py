@@ -59,6 +59,16 @@ class TopicNames:
         return self._n("telemetry")
 
     @property
+    def telemetry_windows(self) -> str:
+        """Per-window counters and sketches. Key: node. Value: WindowRecord."""
+        return self._n("telemetry.windows")
+
+    @property
+    def telemetry_nodes(self) -> str:
+        """Node heartbeats (resources, counters). Key: node. Value: NodeRecord."""
+        return self._n("telemetry.nodes")
+
+    @property
     def deadletter(self) -> str:
         """Messages that broke the contract, with the reason. Value: DeadLetter."""
         return self._n("deadletter")
@@ -79,5 +89,7 @@ class TopicNames:
             TopicSpec(self.frames_cloud, partitions, "frames routed to cloud", False),
             TopicSpec(self.detections, partitions, "detections", True),
             TopicSpec(self.telemetry, partitions, "telemetry", True),
+            TopicSpec(self.telemetry_windows, partitions, "telemetry windows", True),
+            TopicSpec(self.telemetry_nodes, 1, "node heartbeats", True),
             TopicSpec(self.deadletter, 1, "dead letters", True),
         ]

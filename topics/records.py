@@ -161,6 +161,72 @@ class TelemetryRecord(Record):
     n_detections: int
     max_score: float
     mean_score: float
+    sample_weight: float = Field(1.0, ge=1.0, description="1 / sampling rate: how many frames "
+                                 "this sampled row stands for")
+
+
+class QuantileSummary(Record):
+    """A mergeable quantile sketch flattened for SQL: retained items and their weights.
+
+    ``quantileExactWeighted(q)(v, w)`` over the ARRAY JOIN of any set of summaries is
+    the quantile of their merge."""
+
+    values: list[float] = Field(default_factory=list)
+    weights: list[int] = Field(default_factory=list)
+
+
+class WindowRecord(Record):
+    """Exact counters and sketches of one window per (node, camera, tier, model).
+    Key: node. Topic: ``<prefix>.telemetry.windows``; table ``telemetry_windows``."""
+
+    ts_ms: int = Field(description="window start (epoch ms)")
+    window_s: int = Field(description="window length in seconds")
+    node: str
+    camera: str
+    tier: Tier
+    model_id: str
+    model_version: str
+    frames: int = Field(ge=0, description="frames detected (exact, never sampled)")
+    detections: int = Field(ge=0, description="boxes published (exact)")
+    sum_total_ms: float = Field(description="sum of end-to-end latency (exact)")
+    max_total_ms: float = Field(description="largest end-to-end latency (exact)")
+    max_queue_depth: int = 0
+    distinct_frames: float = Field(description="HLL estimate of distinct camera:seq; "
+                                   "frames - distinct_frames = frames processed twice")
+    total_ms: QuantileSummary = Field(description="end-to-end latency sketch (REQ, tail-accurate)")
+    infer_ms: QuantileSummary = Field(description="model time per frame sketch (KLL)")
+    queue_ms: QuantileSummary = Field(description="time waiting for the detector sketch (KLL)")
+    score: QuantileSummary = Field(description="box confidence sketch (KLL)")
+    labels: list[str] = Field(default_factory=list, description="frequent labels (frequent items)")
+    label_counts: list[int] = Field(default_factory=list, description="their estimated counts")
+    sketches: dict[str, str] = Field(default_factory=dict, description="serialized DataSketches "
+                                     "(base64) for exact merges in Python")
+
+
+class NodeRecord(Record):
+    """A node's heartbeat: resources and cumulative counters. Key: node.
+    Topic: ``<prefix>.telemetry.nodes``; table ``telemetry_nodes``."""
+
+    ts_ms: int
+    node: str
+    roles: str
+    cpu_percent: float = Field(description="this worker process, % of one core")
+    host_cpu_percent: float = Field(description="whole machine, % of all cores")
+    rss_bytes: int
+    host_mem_percent: float
+    threads: int
+    gpu_util_percent: float = Field(-1.0, description="-1 when no GPU is visible")
+    gpu_mem_bytes: int = -1
+    routed_edge: int = 0
+    routed_cloud: int = 0
+    detected_edge: int = 0
+    detected_cloud: int = 0
+    dead_letters: int = 0
+    send_failures: int = 0
+    frames_dropped: int = Field(0, description="camera frames the producer could not take")
+    frames_skipped: int = Field(0, description="camera frames skipped by the fps cap")
+    telemetry_rows: int = 0
+    store_retries: int = 0
 
 
 class DeadLetter(Record):
@@ -186,5 +252,7 @@ PUBLIC_RECORDS: dict[str, type[Record]] = {
     "cameras": CameraCommand,
     "detections": Detection,
     "telemetry": TelemetryRecord,
+    "telemetry.windows": WindowRecord,
+    "telemetry.nodes": NodeRecord,
     "deadletter": DeadLetter,
 }
