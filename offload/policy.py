@@ -32,13 +32,24 @@ class FrameMeta:
 
 @dataclass(frozen=True)
 class Observation:
-    """What happened to one routed frame (from the detector's telemetry)."""
+    """What happened to one routed frame, read back from the detections topic.
+
+    All times in ms. ``ts_ms`` is the frame's capture time; the stages add up to
+    about ``total_ms`` (ingest -> route -> queue -> decode -> infer -> publish)."""
 
     camera: str
     tier: Tier
     total_ms: float
     infer_ms: float
     queue_ms: float
+    seq: int = 0
+    ts_ms: int = 0
+    ingest_ms: float = 0.0
+    route_ms: float = 0.0
+    decode_ms: float = 0.0
+    node: str = ""
+    model_id: str = ""
+    n_boxes: int = 0
 
 
 class OffloadPolicy(Protocol):

@@ -38,6 +38,7 @@ from autosteer.streams.pipeline import (
     Incoming,
     Prepared,
     Rejected,
+    observations,
     route,
     table_rows,
 )
@@ -224,6 +225,7 @@ class Pipeline:
         s = self.settings
         if "router" in self.roles:
             self.app.agent(self.topics[self.names.frames], name="router")(self._router)
+            self.app.agent(self.topics[self.names.detections], name="feedback")(self._feedback)
         for tier in ("edge", "cloud"):
             if tier in self.roles:
                 topic = self.topics[self.names.tier_topic(tier)]
@@ -265,6 +267,12 @@ class Pipeline:
                              (H.PRODUCED_MS, str(r.item.produced_ms).encode())]))
                 self.counters.routed[r.tier] += 1
             await self.dead_letter(rejected)
+
+    async def _feedback(self, stream: Any) -> None:
+        """Detections -> ``policy.learn``: the offload policy sees what its choices did."""
+        async for events in stream.take_events(256, within=0.05):
+            for obs in observations([incoming(e) for e in events]):
+                self.policy.learn(obs)
 
     def _make_detector_agent(self, tier: str) -> Any:
         decode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"decode-{tier}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from autosteer.errors import AutosteerError, RecordError
-from autosteer.offload.policy import FrameMeta, OffloadPolicy, Tier
+from autosteer.offload.policy import FrameMeta, Observation, OffloadPolicy, Tier
 from autosteer.processors.decode import decode_jpeg
 from autosteer.processors.detector import Detector
 from autosteer.telemetry.schema import Table
@@ -200,3 +200,21 @@ def table_rows(items: Sequence[Incoming],
         rows.append(table.to_row(rec))
         positions.append(Position(it.topic, it.partition, it.offset))
     return rows, positions, rejected
+
+
+def observations(items: Sequence[Incoming]) -> list[Observation]:
+    """Detections -> what the offload policy learns from (malformed ones are skipped:
+    the detections topic is ours, a bad message there is not the user's to fix)."""
+    out = []
+    for it in items:
+        try:
+            d = Detection.parse(it.value)
+        except RecordError:
+            continue
+        lat = d.latency
+        out.append(Observation(
+            camera=d.camera, tier=d.tier, total_ms=lat.total_ms, infer_ms=lat.infer_ms,
+            queue_ms=lat.queue_ms, seq=d.seq, ts_ms=d.ts_ms, ingest_ms=lat.ingest_ms,
+            route_ms=lat.route_ms, decode_ms=lat.decode_ms, node=d.node, model_id=d.model_id,
+            n_boxes=len(d.boxes)))
+    return out
