@@ -2,15 +2,20 @@
 
 Agents (each an ``async for`` loop over batches that calls :mod:`.pipeline`):
 
-- ``router``  frames            -> frames.edge | frames.cloud  (offload policy decides)
-- ``edge``    frames.edge       -> detections + telemetry      (edge model)
-- ``cloud``   frames.cloud      -> detections + telemetry      (cloud model)
-- ``sink``    telemetry         -> ClickHouse
-- ``ingest``  cameras           -> starts/stops RTSP readers that produce to frames
+- ``router``   frames            -> frames.edge | frames.cloud  (offload policy decides)
+- ``feedback`` detections        -> policy.learn                (with the router)
+- ``edge``     frames.edge       -> detections, telemetry rows  (edge model)
+- ``cloud``    frames.cloud      -> detections, telemetry rows  (cloud model)
+- ``sink``     telemetry, telemetry.windows, telemetry.nodes -> ClickHouse (exactly once)
+- ``ingest``   cameras           -> starts/stops RTSP readers that produce to frames
 
-Processing is at-least-once (tansu cannot run Faust's exactly-once): results carry an
-idempotent key ``camera:seq`` and every batch's sends are awaited before its offsets
-are committed. Malformed messages go to the dead-letter topic; agents keep running.
+Every worker also closes its telemetry windows (each second) and sends a heartbeat.
+
+Processing is at-least-once (tansu cannot run Faust's exactly-once). Results carry an
+idempotent key ``camera:seq``. Sends are not awaited one by one: a detector holds a
+reference on each message until its results are in the producer, and Faust flushes the
+producer before it commits offsets. Malformed messages go to the dead-letter topic;
+agents keep running.
 """
 
 from __future__ import annotations
@@ -240,6 +245,13 @@ class Pipeline:
         self.app.timer(1.0, name="telemetry-windows")(self._emit_windows)
         self.app.timer(s.heartbeat_s, name="heartbeat")(self._heartbeat)
 
+        @self.app.on_partitions_assigned.connect
+        async def _reload_marks(app: Any, assigned: Any = None, **kw: Any) -> None:
+            # a partition that moved here may hold rows its last owner stored since our
+            # sink read its watermarks: read them again before the next insert
+            if self._sink is not None:
+                self._sink.forget()
+
         @self.app.on_before_shutdown.connect
         async def _flush_telemetry(app: Any, **kw: Any) -> None:
             self._halt.set()
@@ -336,16 +348,22 @@ class Pipeline:
             loop = asyncio.get_running_loop()
             async for events in stream.take_events(self.settings.sink_batch_rows,
                                                    within=self.settings.sink_flush_s):
+                # hold each message until its row is stored: take_events acks the batch
+                # when the loop moves on, and a worker stopping during an outage must
+                # not commit rows it never inserted
+                for e in events:
+                    e.message.incref()
                 rows, positions, rejected = table_rows([incoming(e) for e in events], table)
                 await self.dead_letter(rejected)
-                if not rows:
-                    continue
                 before = self.sink.failures
-                written = await loop.run_in_executor(self._sink_pool, functools.partial(
-                    self.sink.write_until_done, table, rows, positions,
-                    sleep=self._halt.wait, give_up=self._halt.is_set))
-                self.counters.telemetry_rows += written
+                if rows:
+                    written = await loop.run_in_executor(self._sink_pool, functools.partial(
+                        self.sink.write_until_done, table, rows, positions,
+                        sleep=self._halt.wait, give_up=self._halt.is_set))
+                    self.counters.telemetry_rows += written
                 self.counters.store_retries += self.sink.failures - before
+                for e in events:
+                    e.ack()
 
         sink.__name__ = f"sink_{table.name}"
         return sink

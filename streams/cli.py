@@ -6,6 +6,7 @@
     autosteer camera add URL --id cam1  start ingest of an RTSP stream or video file
     autosteer camera remove cam1
     autosteer sql "SELECT ..."          query telemetry (server, or embedded via the worker)
+    autosteer report --minutes 30       HTML charts of latency, throughput, offload ratio
     autosteer topics create|schemas
     autosteer demo                      everything above, for a minute, on vtest.avi
 
@@ -174,11 +175,27 @@ def _send_camera(cmd: Any) -> None:
 
 # --- sql -----------------------------------------------------------------------------
 @main.command()
-@click.argument("query")
+@click.argument("query", required=False)
+@click.option("--view", default=None, help="print a named view instead, e.g. "
+              "p95_latency_per_tier_minute (see docs/telemetry.md); --view list names them")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
-def sql(query: str, fmt: str) -> None:
+def sql(query: str | None, view: str | None, fmt: str) -> None:
     """Run a read-only SQL query over telemetry and print the answer."""
-    cols, rows = run_sql(_settings(), query)
+    from autosteer.telemetry.schema import VIEWS
+
+    s = _settings()
+    if view == "list":
+        for name in VIEWS:
+            click.echo(name)
+        return
+    if view:
+        if view not in VIEWS:
+            raise click.ClickException(f"no view {view!r}; choose from {', '.join(VIEWS)}")
+        database = s.clickhouse_url.rsplit("/", 1)[-1] if s.store == "server" else "autosteer"
+        query = f"SELECT * FROM {database}.{view}"
+    if not query:
+        raise click.UsageError("give a QUERY or --view NAME")
+    cols, rows = run_sql(s, query)
     print_rows(cols, rows, fmt)
 
 
@@ -229,6 +246,27 @@ def print_rows(cols: list[str], rows: list[tuple], fmt: str = "table") -> None:
         if n == 0:
             click.echo("  ".join("-" * w for w in widths))
     click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+@main.command()
+@click.option("--minutes", type=float, default=30.0, show_default=True)
+@click.option("--bucket", "bucket_s", type=int, default=10, show_default=True,
+              help="seconds per point")
+@click.option("--out", type=click.Path(dir_okay=False), default="autosteer-report.html",
+              show_default=True)
+def report(minutes: float, bucket_s: int, out: str) -> None:
+    """Write an HTML report: latency quantiles, throughput and offload ratio over time."""
+    import time
+    from pathlib import Path
+
+    from autosteer.telemetry.report import build_report
+
+    s = _settings()
+    database = s.clickhouse_url.rsplit("/", 1)[-1] if s.store == "server" else "autosteer"
+    since = int((time.time() - minutes * 60) * 1000)
+    page = build_report(lambda q: run_sql(s, q), database, since, bucket_s)
+    Path(out).write_text(page)
+    click.echo(f"wrote {out}")
 
 
 # --- topics --------------------------------------------------------------------------

@@ -7,8 +7,10 @@ failed insert, since a failed insert may have landed). One MergeTree insert of l
 ``max_insert_block_size`` rows is atomic, and a partition is fed by one sink at a time,
 so a retried batch or a batch re-consumed after a crash is stored once.
 
-Caveat: during a rebalance, a batch the old owner is still inserting can land after the
-new owner read the watermark; its rows are then stored twice. Queries that must be
+The worker calls :meth:`forget` when partitions are assigned, so a partition that moved
+is checked against what its last owner stored. Caveat: during a rebalance, a batch the
+old owner is still inserting can land after the new owner read the watermark; its rows
+are then stored twice. Queries that must be
 exact can de-duplicate on (src_topic, src_partition, src_offset).
 """
 
@@ -40,6 +42,7 @@ class Sink:
     def __init__(self, store: TelemetryStore) -> None:
         self.store = store
         self._marks: dict[tuple[str, str, int], int] = {}  # (table, topic, partition) -> offset
+        self._loaded: set[tuple[str, str]] = set()  # (table, topic) whose marks were read
         self.rows_written = 0
         self.rows_skipped = 0
         self.failures = 0
@@ -54,14 +57,21 @@ class Sink:
     def _forget(self, table: Table) -> None:
         for k in [k for k in self._marks if k[0] == table.name]:
             del self._marks[k]
+        self._loaded = {k for k in self._loaded if k[0] != table.name}
+
+    def forget(self) -> None:
+        """Drop every watermark (after a rebalance); they are read again when needed."""
+        self._marks.clear()
+        self._loaded.clear()
 
     def write(self, table: Table, rows: Sequence[tuple], positions: Sequence[Position]) -> int:
         """Insert the rows not stored yet; return how many were inserted. Raises
         StoreError (and forgets its watermarks) when the store fails."""
         try:
             for topic in {p.topic for p in positions}:
-                if not any(k[0] == table.name and k[1] == topic for k in self._marks):
+                if (table.name, topic) not in self._loaded:
                     self._load_marks(table, topic)
+                    self._loaded.add((table.name, topic))
             fresh, marks = [], {}
             for row, p in zip(rows, positions, strict=True):
                 key = (table.name, p.topic, p.partition)

@@ -20,6 +20,7 @@ MODULES = [
     "autosteer.telemetry.window",
     "autosteer.telemetry.sampling",
     "autosteer.telemetry.schema",
+    "autosteer.telemetry.report",
 ]
 
 

@@ -98,7 +98,7 @@ def test_frames_get_detections_equal_to_the_bare_detector_and_bad_input_is_dead_
 
 def test_rtsp_camera_through_the_pipeline_into_the_clickhouse_server(
         make_settings: Callable[..., Settings], start_worker: Callable[[Settings], Worker],
-        clickhouse: LocalClickHouse, rtsp: RtspTestServer) -> None:
+        clickhouse: LocalClickHouse, rtsp: RtspTestServer, tmp_path: Path) -> None:
     database = unique("db")
     s = make_settings(store="server", clickhouse_url=clickhouse.url(database), edge_ratio=0.25)
     names = TopicNames(s.topic_prefix)
@@ -141,3 +141,11 @@ def test_rtsp_camera_through_the_pipeline_into_the_clickhouse_server(
     res = cli(s, "sql", f"SELECT count() FROM {database}.telemetry_frames", "--format", "csv")
     assert res.returncode == 0, res.stderr
     assert int(res.stdout.splitlines()[1]) >= 8
+    res = cli(s, "sql", "--view", "offload_ratio_per_minute", "--format", "json")
+    assert res.returncode == 0, res.stderr
+    assert 0.0 < json.loads(res.stdout.splitlines()[0])["edge_share"] < 1.0
+    out = tmp_path / "report.html"
+    res = cli(s, "report", "--minutes", "10", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    page = out.read_text()
+    assert page.count("<polyline") >= 3 and "edge p95" in page
