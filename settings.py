@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     node: str = Field("node-1", description="name of this node in telemetry")
     roles: str = Field("router,edge,cloud,sink,ingest", description="agents this worker runs")
     edge_ratio: float = Field(0.5, ge=0.0, le=1.0, description="share of frames routed to edge")
+    max_frame_age_ms: int = Field(
+        5000, ge=0, description="a detector sheds frames older than this (0 = never)")
     fetch_wait_ms: int = Field(25, ge=1, le=5000,
                                description="longest wait of a worker's fetch on an empty topic")
     batch_size: int = Field(4, ge=1, le=64)

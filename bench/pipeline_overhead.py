@@ -103,6 +103,8 @@ def pipeline_fps(s: Settings, jpegs: list[bytes], camera: str, timeout_s: float 
 
 
 def main() -> None:
+    # a killed run still stops the servers it started (finally blocks run on SystemExit)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="CI-sized run")
     ap.add_argument("--frames", type=int, default=None)

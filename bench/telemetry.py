@@ -170,7 +170,8 @@ def bench_agent(tmp: Path, ch: LocalClickHouse, n: int, rounds: int) -> dict:
     ours, raw = [], []
     try:
         wait_port(s.web_port, 90, what="worker", proc=worker)
-        agent_rate(s, store, topic, [r.dumps() for r in records(200, seed=9)], "n0")  # warm-up
+        warm = [r.model_copy(update={"node": "warmup"}).dumps() for r in records(200, seed=9)]
+        agent_rate(s, store, topic, warm, "warmup")  # partitions assigned, store open
         for r in range(rounds):
             node = f"round{r}"
             payloads = [rec.model_copy(update={"node": node}).dumps() for rec in records(n, r)]
@@ -224,6 +225,8 @@ def bench_sketch(tmp: Path, n: int, windows: int = 10) -> dict:
 
 
 def main() -> None:
+    # a killed run still stops the servers it started (finally blocks run on SystemExit)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()

@@ -6,7 +6,9 @@ Agents (each an ``async for`` loop over batches that calls :mod:`.pipeline`):
 - ``feedback`` detections        -> policy.learn                (with the router)
 - ``edge``     frames.edge       -> detections, telemetry rows  (edge model)
 - ``cloud``    frames.cloud      -> detections, telemetry rows  (cloud model)
-- ``sink``     telemetry, telemetry.windows, telemetry.nodes -> ClickHouse (exactly once)
+- ``sink``     telemetry, telemetry.windows, telemetry.nodes -> ClickHouse (exactly once;
+               a batched confluent-kafka consumer thread, not a Faust agent: see
+               :mod:`autosteer.telemetry.loader`)
 - ``ingest``   cameras           -> starts/stops RTSP readers that produce to frames
 
 Every worker also closes its telemetry windows (each second) and sends a heartbeat.
@@ -21,7 +23,6 @@ agents keep running.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import ssl
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from autosteer.errors import RecordError
 from autosteer.offload.policy import FixedRatio, OffloadPolicy
 from autosteer.processors.detector import Detector, load_detector
 from autosteer.processors.ingest import CameraIngest
@@ -45,12 +47,12 @@ from autosteer.streams.pipeline import (
     Rejected,
     observations,
     route,
-    table_rows,
 )
 from autosteer.streams.transport import App
+from autosteer.telemetry.loader import TelemetryLoader
 from autosteer.telemetry.resources import ResourceProbe
 from autosteer.telemetry.sampling import Sampler
-from autosteer.telemetry.schema import FRAMES, NODES, WINDOWS, Table
+from autosteer.telemetry.schema import FRAMES, NODES, WINDOWS
 from autosteer.telemetry.sink import Sink
 from autosteer.telemetry.store import TelemetryStore, open_store
 from autosteer.telemetry.window import WindowAggregator
@@ -108,6 +110,7 @@ class Counters:
     telemetry_rows: int = 0
     store_retries: int = 0
     send_failures: int = 0
+    shed: int = 0
 
 
 class Pipeline:
@@ -132,7 +135,8 @@ class Pipeline:
         self.windows = WindowAggregator(settings.node, settings.window_s)
         self.sampler = Sampler(settings.telemetry_sample_rate)
         self._sink: Sink | None = None
-        self._sink_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink")
+        self.loader: TelemetryLoader | None = None
+        self.nodes: dict[str, tuple[float, NodeRecord]] = {}  # node -> (seen at, heartbeat)
         self._halt = threading.Event()  # set at shutdown: stops sink retries
         self.app = self._make_app()
         self.topics = {
@@ -236,26 +240,28 @@ class Pipeline:
                 topic = self.topics[self.names.tier_topic(tier)]
                 self.app.agent(topic, name=f"detect-{tier}")(self._make_detector_agent(tier))
         if "sink" in self.roles:
-            for topic, table in ((self.names.telemetry, FRAMES),
-                                 (self.names.telemetry_windows, WINDOWS),
-                                 (self.names.telemetry_nodes, NODES)):
-                self.app.agent(self.topics[topic], name=f"sink-{table.name}")(
-                    self._make_sink_agent(table))
+            @self.app.task
+            async def _start_loader() -> None:
+                loop = asyncio.get_running_loop()
+                sink = await loop.run_in_executor(None, lambda: self.sink)
+                self.loader = TelemetryLoader(
+                    s, {self.names.telemetry: FRAMES, self.names.telemetry_windows: WINDOWS,
+                        self.names.telemetry_nodes: NODES}, sink, self.names.deadletter)
+                self.loader.start()
+        # every worker follows the heartbeats (the UI's node health; also gives a worker
+        # with no other agent, e.g. sink only, a topic for Faust's consumer)
+        self.app.agent(self.topics[self.names.telemetry_nodes], name="nodes")(self._nodes)
         self._probe = ResourceProbe()
         self.app.timer(1.0, name="telemetry-windows")(self._emit_windows)
         self.app.timer(s.heartbeat_s, name="heartbeat")(self._heartbeat)
-
-        @self.app.on_partitions_assigned.connect
-        async def _reload_marks(app: Any, assigned: Any = None, **kw: Any) -> None:
-            # a partition that moved here may hold rows its last owner stored since our
-            # sink read its watermarks: read them again before the next insert
-            if self._sink is not None:
-                self._sink.forget()
 
         @self.app.on_before_shutdown.connect
         async def _flush_telemetry(app: Any, **kw: Any) -> None:
             self._halt.set()
             await self._emit_windows(force=True)
+            if self.loader is not None:
+                self.loader.stop()
+                await asyncio.get_running_loop().run_in_executor(None, self.loader.join, 15)
         if "ingest" in self.roles:
             self.app.agent(self.topics[self.names.cameras], name="cameras")(self._cameras)
 
@@ -296,7 +302,8 @@ class Pipeline:
             holds one extra reference until its results are handed to the producer."""
             loop = asyncio.get_running_loop()
             stage = DetectStage(await loop.run_in_executor(infer_pool, self.detector, tier),
-                                tier, self.settings.node)  # type: ignore[arg-type]
+                                tier, self.settings.node,  # type: ignore[arg-type]
+                                max_age_ms=self.settings.max_frame_age_ms)
             in_model: asyncio.Future | None = None
             async for events in stream.take_events(self.settings.batch_size,
                                                    within=self.settings.batch_wait_s):
@@ -330,6 +337,10 @@ class Pipeline:
             if self.sampler.keep():
                 row = r.telemetry.model_copy(update={"sample_weight": self.sampler.weight})
                 self._watch(await tel_topic.send(key=node_key, value=row.dumps()))
+        for shed in stage.shed_results(prepared):
+            self._watch(await det_topic.send(key=f"{shed.camera}:{shed.seq}".encode(),
+                                             value=shed.dumps()))
+            self.counters.shed += 1
         await self.dead_letter(prepared.rejected + failed)
         self.counters.detected[stage.tier] += len(results)
         for e in events:  # now safe to commit: results are in the producer
@@ -341,32 +352,15 @@ class Pipeline:
             self._sink = Sink(self.store)
         return self._sink
 
-    def _make_sink_agent(self, table: Table) -> Any:
-        async def sink(stream: Any) -> None:
-            """Batches of records -> one exactly-once insert; while ClickHouse is down
-            the batch is retried and the stream waits (Kafka keeps the rest)."""
-            loop = asyncio.get_running_loop()
-            async for events in stream.take_events(self.settings.sink_batch_rows,
-                                                   within=self.settings.sink_flush_s):
-                # hold each message until its row is stored: take_events acks the batch
-                # when the loop moves on, and a worker stopping during an outage must
-                # not commit rows it never inserted
-                for e in events:
-                    e.message.incref()
-                rows, positions, rejected = table_rows([incoming(e) for e in events], table)
-                await self.dead_letter(rejected)
-                before = self.sink.failures
-                if rows:
-                    written = await loop.run_in_executor(self._sink_pool, functools.partial(
-                        self.sink.write_until_done, table, rows, positions,
-                        sleep=self._halt.wait, give_up=self._halt.is_set))
-                    self.counters.telemetry_rows += written
-                self.counters.store_retries += self.sink.failures - before
-                for e in events:
-                    e.ack()
-
-        sink.__name__ = f"sink_{table.name}"
-        return sink
+    async def _nodes(self, stream: Any) -> None:
+        """Heartbeats -> ``self.nodes`` (latest NodeRecord and arrival time per node)."""
+        async for events in stream.take_events(64, within=0.2):
+            for e in events:
+                try:
+                    rec = NodeRecord.parse(e.message.value)
+                except RecordError:
+                    continue
+                self.nodes[rec.node] = (time.time(), rec)
 
     async def _emit_windows(self, force: bool = False) -> None:
         topic = self.topics[self.names.telemetry_windows]
@@ -375,6 +369,9 @@ class Pipeline:
 
     async def _heartbeat(self) -> None:
         c = self.counters
+        if self.loader is not None:  # the loader thread keeps its own counts
+            c.telemetry_rows = self.loader.rows
+            c.store_retries = self.sink.failures
         cams = list(self.cameras.values())
         rec = NodeRecord(
             ts_ms=now_ms(), node=self.settings.node, roles=",".join(sorted(self.roles)),
@@ -382,7 +379,7 @@ class Pipeline:
             detected_edge=c.detected["edge"], detected_cloud=c.detected["cloud"],
             dead_letters=c.dead_letters, send_failures=c.send_failures,
             frames_dropped=sum(x.stats.frames_dropped for x in cams),
-            frames_skipped=sum(x.stats.frames_skipped for x in cams),
+            frames_skipped=sum(x.stats.frames_skipped for x in cams), frames_shed=c.shed,
             telemetry_rows=c.telemetry_rows, store_retries=c.store_retries)
         self._watch(await self.topics[self.names.telemetry_nodes].send(
             key=self.settings.node.encode(), value=rec.dumps()))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from autosteer.errors import AutosteerError, RecordError
@@ -109,15 +109,18 @@ class Prepared:
 
     good: list[tuple[Incoming, FrameRecord, np.ndarray, float]]
     rejected: list[Rejected]
+    shed: list[tuple[Incoming, FrameRecord]] = field(default_factory=list)
 
 
 class DetectStage:
     """Parse, decode and detect a batch of frames for one tier."""
 
-    def __init__(self, detector: Detector, tier: Tier, node: str) -> None:
+    def __init__(self, detector: Detector, tier: Tier, node: str,
+                 max_age_ms: int = 0) -> None:
         self.detector = detector
         self.tier = tier
         self.node = node
+        self.max_age_ms = max_age_ms
 
     def swap(self, detector: Detector) -> None:
         """Replace the model between batches (atomic: one attribute store)."""
@@ -130,20 +133,42 @@ class DetectStage:
         results, rejected = self.infer(prepared, taken_ms, queue_depth)
         return results, prepared.rejected + rejected
 
-    def prepare(self, items: Sequence[Incoming]) -> Prepared:
-        """Parse and decode (CPU work that can overlap the previous batch's inference)."""
+    def prepare(self, items: Sequence[Incoming], now: int | None = None) -> Prepared:
+        """Parse and decode (CPU work that can overlap the previous batch's inference).
+        Frames older than ``max_age_ms`` are shed, not decoded: when the detector falls
+        behind, the oldest frames go first and the queue stays bounded in time."""
         rejected: list[Rejected] = []
         good: list[tuple[Incoming, FrameRecord, np.ndarray, float]] = []
+        shed: list[tuple[Incoming, FrameRecord]] = []
+        now = now_ms() if now is None else now
         for it in items:
             t0 = time.perf_counter()
             try:
                 frame = FrameRecord.parse(it.value)
+                if self.max_age_ms and now - frame.ts_ms > self.max_age_ms:
+                    shed.append((it, frame))
+                    continue
                 image = decode_jpeg(frame.jpeg)
             except AutosteerError as exc:
                 rejected.append(Rejected(it, exc))
                 continue
             good.append((it, frame, image, (time.perf_counter() - t0) * 1000))
-        return Prepared(good, rejected)
+        return Prepared(good, rejected, shed)
+
+    def shed_results(self, prepared: Prepared) -> list[Detection]:
+        """One ``status='shed'`` result per shed frame (no boxes): nothing goes missing."""
+        detector = self.detector
+        done = now_ms()
+        out = []
+        for it, frame in prepared.shed:
+            age = float(max(0, done - frame.ts_ms))
+            out.append(Detection(
+                camera=frame.camera, seq=frame.seq, ts_ms=frame.ts_ms, tier=self.tier,
+                node=self.node, model_id=detector.model_id, model_version=detector.version,
+                width=frame.width or 0, height=frame.height or 0, boxes=[], status="shed",
+                latency=Latency(ingest_ms=0, route_ms=0, queue_ms=age, decode_ms=0,
+                                infer_ms=0, total_ms=age)))
+        return out
 
     def infer(self, prepared: Prepared, taken_ms: int,
               queue_depth: int = 0) -> tuple[list[Result], list[Rejected]]:
@@ -210,6 +235,8 @@ def observations(items: Sequence[Incoming]) -> list[Observation]:
         try:
             d = Detection.parse(it.value)
         except RecordError:
+            continue
+        if d.status != "ok":  # a shed frame says nothing about service times
             continue
         lat = d.latency
         out.append(Observation(

@@ -96,7 +96,8 @@ NODE_COLUMNS: list[tuple[str, str]] = [
     ("threads", "UInt32"), ("gpu_util_percent", "Float32"), ("gpu_mem_bytes", "Int64"),
     ("routed_edge", "UInt64"), ("routed_cloud", "UInt64"), ("detected_edge", "UInt64"),
     ("detected_cloud", "UInt64"), ("dead_letters", "UInt64"), ("send_failures", "UInt64"),
-    ("frames_dropped", "UInt64"), ("frames_skipped", "UInt64"), ("telemetry_rows", "UInt64"),
+    ("frames_dropped", "UInt64"), ("frames_skipped", "UInt64"), ("frames_shed", "UInt64"),
+    ("telemetry_rows", "UInt64"),
     ("store_retries", "UInt64"),
 ]
 

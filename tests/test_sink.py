@@ -63,9 +63,17 @@ def test_retried_and_replayed_batches_are_stored_once(store: TelemetryStore) -> 
     assert again.write(FRAMES, rows[:5], [Position("other", 0, i) for i in range(5)]) == 5
 
 
-def test_a_failed_insert_raises_store_error_and_is_retried(tmp_path: Path) -> None:
+def clickhouse_for_this_test(tmp_path: Path, request: pytest.FixtureRequest) -> LocalClickHouse:
+    """A private ClickHouse server this test may stop and start; stopped at teardown."""
     ch = LocalClickHouse(free_port(), free_port(), tmp_path)
+    request.addfinalizer(ch.stop)
     ch.start()
+    return ch
+
+
+def test_a_failed_insert_raises_store_error_and_is_retried(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    ch = clickhouse_for_this_test(tmp_path, request)
     store = ServerStore(ch.url(unique("db")))
     try:
         store.setup()
@@ -90,9 +98,8 @@ def test_a_failed_insert_raises_store_error_and_is_retried(tmp_path: Path) -> No
 
 def test_clickhouse_down_for_60s_under_load_loses_and_duplicates_nothing(
         make_settings: Callable[..., Settings], start_worker: Callable[[Settings], Worker],
-        tmp_path: Path) -> None:
-    ch = LocalClickHouse(free_port(), free_port(), tmp_path)
-    ch.start()
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    ch = clickhouse_for_this_test(tmp_path, request)
     database = unique("db")
     s = make_settings(store="server", clickhouse_url=ch.url(database), roles="sink",
                       sink_flush_s=0.5)

@@ -131,6 +131,9 @@ class Detection(Record):
     height: int
     boxes: list[Box]
     latency: Latency
+    status: Literal["ok", "shed"] = Field(
+        "ok", description="'shed': the frame waited longer than AUTOSTEER_MAX_FRAME_AGE_MS "
+        "and was dropped on purpose (no boxes); every frame still gets one result")
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -225,6 +228,8 @@ class NodeRecord(Record):
     send_failures: int = 0
     frames_dropped: int = Field(0, description="camera frames the producer could not take")
     frames_skipped: int = Field(0, description="camera frames skipped by the fps cap")
+    frames_shed: int = Field(0, description="frames dropped by the detectors for being older "
+                             "than AUTOSTEER_MAX_FRAME_AGE_MS")
     telemetry_rows: int = 0
     store_retries: int = 0
 
