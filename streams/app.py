@@ -111,6 +111,7 @@ class Counters:
     store_retries: int = 0
     send_failures: int = 0
     shed: int = 0
+    topics_recreated: int = 0
 
 
 class Pipeline:
@@ -252,6 +253,7 @@ class Pipeline:
         # with no other agent, e.g. sink only, a topic for Faust's consumer)
         self.app.agent(self.topics[self.names.telemetry_nodes], name="nodes")(self._nodes)
         self._probe = ResourceProbe()
+        self.app.timer(5.0, name="topics")(self._check_topics)
         self.app.timer(1.0, name="telemetry-windows")(self._emit_windows)
         self.app.timer(s.heartbeat_s, name="heartbeat")(self._heartbeat)
 
@@ -351,6 +353,23 @@ class Pipeline:
         if self._sink is None:
             self._sink = Sink(self.store)
         return self._sink
+
+    async def _check_topics(self) -> None:
+        """Re-create topics the broker lost (a restarted in-memory tansu loses them all;
+        Faust does not re-create them). The data that was in them is gone: say so."""
+        from autosteer.errors import InfraError
+        from autosteer.topics.admin import ensure_topics
+
+        try:
+            created = await asyncio.get_running_loop().run_in_executor(
+                None, ensure_topics, self.settings, 3.0)
+        except InfraError as exc:
+            log.warning("broker unreachable: %s", exc)
+            return
+        if created:
+            self.counters.topics_recreated += len(created)
+            log.error("the broker lost topics %s (restarted without durable storage?); "
+                      "re-created them empty: messages that were in them are lost", created)
 
     async def _nodes(self, stream: Any) -> None:
         """Heartbeats -> ``self.nodes`` (latest NodeRecord and arrival time per node)."""

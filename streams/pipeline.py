@@ -160,7 +160,7 @@ class DetectStage:
         detector = self.detector
         done = now_ms()
         out = []
-        for it, frame in prepared.shed:
+        for _it, frame in prepared.shed:
             age = float(max(0, done - frame.ts_ms))
             out.append(Detection(
                 camera=frame.camera, seq=frame.seq, ts_ms=frame.ts_ms, tier=self.tier,

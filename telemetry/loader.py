@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,8 +63,7 @@ class TelemetryLoader(threading.Thread):
         consumer.subscribe(list(self.tables), on_assign=self._on_assign)
         try:
             while not self.halt.is_set():
-                msgs = consumer.consume(self.settings.sink_batch_rows,
-                                        timeout=self.settings.sink_flush_s)
+                msgs = self._take(consumer)
                 if not msgs:
                     continue
                 try:
@@ -83,6 +83,19 @@ class TelemetryLoader(threading.Thread):
         finally:
             producer.flush(10)
             consumer.close()
+
+    def _take(self, consumer: Consumer) -> list[Any]:
+        """Up to ``sink_batch_rows`` messages: stop early when the topics are drained (a
+        short poll brings nothing) or ``sink_flush_s`` after the first message."""
+        limit = self.settings.sink_batch_rows
+        msgs = consumer.consume(limit, timeout=min(1.0, self.settings.sink_flush_s))
+        deadline = time.monotonic() + self.settings.sink_flush_s
+        while msgs and len(msgs) < limit and time.monotonic() < deadline:
+            more = consumer.consume(limit - len(msgs), timeout=0.05)
+            if not more:
+                break
+            msgs.extend(more)
+        return msgs
 
     def _store(self, msgs: Sequence[Any], producer: Producer) -> None:
         by_table: dict[str, tuple[list[tuple], list[Position]]] = {}
