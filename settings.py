@@ -62,7 +62,20 @@ class Settings(BaseSettings):
     # --- pipeline -----------------------------------------------------------------------
     node: str = Field("node-1", description="name of this node in telemetry")
     roles: str = Field("router,edge,cloud,sink,ingest", description="agents this worker runs")
-    edge_ratio: float = Field(0.5, ge=0.0, le=1.0, description="share of frames routed to edge")
+    offload_policy: Literal["controller", "fixed", "edge-only", "cloud-only", "deepdecision",
+                            "fastva", "hill-climbing", "jsec"] = Field(
+        "controller", description="how the router picks edge or cloud for each frame")
+    edge_ratio: float = Field(0.5, ge=0.0, le=1.0,
+                              description="share of frames routed to edge (policy 'fixed')")
+    accuracy_floor: float = Field(0.0, ge=0.0, le=1.0,
+                                  description="least expected agreement with the cloud model")
+    edge_frame_ms: float = Field(20.0, gt=0.0, description="profile: edge ms per frame")
+    cloud_frame_ms: float = Field(25.0, gt=0.0, description="profile: cloud ms per frame")
+    edge_accuracy: float = Field(0.90, ge=0.0, le=1.0,
+                                 description="profile: edge model's agreement with the cloud")
+    link_mbps: float = Field(0.0, ge=0.0, description="emulated edge->cloud link, 0 = none")
+    link_delay_ms: float = Field(0.0, ge=0.0, description="emulated link one-way delay")
+    link_jitter_ms: float = Field(0.0, ge=0.0, description="emulated link jitter")
     max_frame_age_ms: int = Field(
         5000, ge=0, description="a detector sheds frames older than this (0 = never)")
     fetch_wait_ms: int = Field(25, ge=1, le=5000,

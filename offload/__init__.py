@@ -1,5 +1,54 @@
-"""Offload: where each frame runs (edge or cloud)."""
+"""Offload: where each frame runs (edge or cloud).
 
+The seam is :class:`OffloadPolicy` (``decide`` per frame, ``learn`` per detection read
+back). :class:`OffloadController` is the model-based controller; the baselines sit behind
+the same seam; :class:`EmulatedLink` emulates the edge -> cloud link.
+"""
+
+from autosteer.offload.baselines import (
+    CloudOnly,
+    DeepDecisionStyle,
+    EdgeOnly,
+    FastVAStyle,
+    HillClimbing,
+    ShortestCompletion,
+)
+from autosteer.offload.controller import ControlConfig, ControlDecision, OffloadController
+from autosteer.offload.estimate import Ewma, LinkEstimator, RateMeter, Window
+from autosteer.offload.link import EmulatedLink
+from autosteer.offload.live import LiveState
+from autosteer.offload.optimize import Halfspace, pgd, project
 from autosteer.offload.policy import FixedRatio, FrameMeta, Observation, OffloadPolicy, Tier
+from autosteer.offload.profiles import SystemProfile, TierProfile
+from autosteer.offload.queueing import ModelInputs, OffloadModel, Prediction
 
-__all__ = ["FixedRatio", "FrameMeta", "Observation", "OffloadPolicy", "Tier"]
+__all__ = [
+    "CloudOnly",
+    "ControlConfig",
+    "ControlDecision",
+    "DeepDecisionStyle",
+    "EdgeOnly",
+    "EmulatedLink",
+    "Ewma",
+    "FastVAStyle",
+    "FixedRatio",
+    "FrameMeta",
+    "Halfspace",
+    "HillClimbing",
+    "LinkEstimator",
+    "LiveState",
+    "ModelInputs",
+    "Observation",
+    "OffloadController",
+    "OffloadModel",
+    "OffloadPolicy",
+    "Prediction",
+    "RateMeter",
+    "ShortestCompletion",
+    "SystemProfile",
+    "TierProfile",
+    "Tier",
+    "Window",
+    "pgd",
+    "project",
+]

@@ -1,8 +1,9 @@
 """The router seam: an offload policy decides, frame by frame, edge or cloud.
 
-Every policy (the fixed split here, the queueing-model controller and every baseline
-later) implements :class:`OffloadPolicy`: ``decide(frame)`` returns a tier and
-``learn(observation)`` feeds back what happened. The router agent only calls these two.
+Every policy (the fixed split here, the queueing-model controller in ``controller.py``
+and the baselines in ``baselines.py``) implements :class:`OffloadPolicy`:
+``decide(frame)`` returns a tier and ``learn(observation)`` feeds back what happened. The
+router agent only calls these two.
 
 :class:`FixedRatio` realises a target edge share with a deficit counter, so the split is
 smooth and exact over any window rather than a coin flip:
@@ -35,7 +36,9 @@ class Observation:
     """What happened to one routed frame, read back from the detections topic.
 
     All times in ms. ``ts_ms`` is the frame's capture time; the stages add up to
-    about ``total_ms`` (ingest -> route -> queue -> decode -> infer -> publish)."""
+    about ``total_ms`` (ingest -> route -> queue -> decode -> infer -> publish).
+    ``link_ms`` is the part of ``queue_ms`` a cloud frame spent on the edge -> cloud link
+    (hand-over to arrival), as measured where the link is; 0 when not measured."""
 
     camera: str
     tier: Tier
@@ -50,6 +53,7 @@ class Observation:
     node: str = ""
     model_id: str = ""
     n_boxes: int = 0
+    link_ms: float = 0.0
 
 
 class OffloadPolicy(Protocol):

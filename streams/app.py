@@ -23,11 +23,13 @@ agents keep running.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,7 +37,8 @@ from typing import Any
 
 import faust
 from autosteer.errors import RecordError
-from autosteer.offload.policy import FixedRatio, OffloadPolicy
+from autosteer.offload.factory import make_link, make_policy
+from autosteer.offload.policy import OffloadPolicy
 from autosteer.processors.detector import Detector, load_detector
 from autosteer.processors.ingest import CameraIngest
 from autosteer.settings import Settings
@@ -58,7 +61,7 @@ from autosteer.telemetry.store import TelemetryStore, open_store
 from autosteer.telemetry.window import WindowAggregator
 from autosteer.topics import headers as H
 from autosteer.topics.names import TopicNames
-from autosteer.topics.records import CameraCommand, NodeRecord, now_ms
+from autosteer.topics.records import CameraCommand, NodeRecord, OffloadDecision, now_ms
 
 log = logging.getLogger(__name__)
 ROLES = ("router", "edge", "cloud", "sink", "ingest")
@@ -97,7 +100,9 @@ def incoming(event: Any) -> Incoming:
         produced_ms=int(produced) if produced and produced.isdigit()
         else int(m.timestamp * 1000) if m.timestamp else 0,
         routed_ms=int(routed) if routed and routed.isdigit() else 0,
+        received_ms=now_ms() - int((time.monotonic() - m.time_in) * 1000) if m.time_in else 0,
     )
+
 
 
 @dataclass
@@ -127,7 +132,9 @@ class Pipeline:
             raise ValueError(f"AUTOSTEER_ROLES has unknown role(s) {sorted(unknown)}; "
                              f"choose from {', '.join(ROLES)}")
         self.names = TopicNames(settings.topic_prefix)
-        self.policy = policy or FixedRatio(settings.edge_ratio)
+        self.policy = policy or make_policy(settings)
+        self.link = make_link(settings)
+        self.decisions: deque[OffloadDecision] = deque(maxlen=600)
         self._detectors = detectors or {}
         self._store = store
         self.counters = Counters()
@@ -146,7 +153,7 @@ class Pipeline:
             for name in (self.names.frames, self.names.frames_edge, self.names.frames_cloud,
                          self.names.detections, self.names.telemetry, self.names.deadletter,
                          self.names.cameras, self.names.telemetry_windows,
-                         self.names.telemetry_nodes)
+                         self.names.telemetry_nodes, self.names.offload_decisions)
         }
         self._register_agents()
         from autosteer.streams.web import register_pages
@@ -235,6 +242,7 @@ class Pipeline:
         s = self.settings
         if "router" in self.roles:
             self.app.agent(self.topics[self.names.frames], name="router")(self._router)
+            self.app.timer(1.0, name="offload-decisions")(self._decisions)
             self.app.agent(self.topics[self.names.detections], name="feedback")(self._feedback)
         for tier in ("edge", "cloud"):
             if tier in self.roles:
@@ -277,16 +285,54 @@ class Pipeline:
 
     async def _router(self, stream: Any) -> None:
         out = {t: self.topics[self.names.tier_topic(t)] for t in ("edge", "cloud")}
+        loop = asyncio.get_running_loop()
         async for events in stream.take_events(256, within=0.005):
             routed, rejected = route([incoming(e) for e in events], self.policy)
-            ts = str(now_ms()).encode()
+            now = now_ms()
+            ts = str(now).encode()
+            by_pos = {(e.message.partition, e.message.offset): e for e in events}
             for r in routed:
-                self._watch(await out[r.tier].send(
-                    key=r.item.key or r.frame.camera.encode(), value=r.item.value,
+                e = by_pos[(r.item.partition, r.item.offset)]
+                send = functools.partial(
+                    out[r.tier].send, key=r.item.key or r.frame.camera.encode(),
+                    value=r.item.value,
                     headers=[(H.ROUTED_MS, ts), (H.TIER, r.tier.encode()),
-                             (H.PRODUCED_MS, str(r.item.produced_ms).encode())]))
+                             (H.PRODUCED_MS, str(r.item.produced_ms).encode())])
                 self.counters.routed[r.tier] += 1
+                if r.tier == "cloud" and self.link is not None:
+                    # the emulated WAN: the frame reaches the cloud topic after its transit;
+                    # the message is held (not committed) until then
+                    e.message.incref()
+                    delay = self.link.transit_s(len(r.item.value or b""), now / 1000)
+                    loop.call_later(delay, lambda s=send, ev=e: asyncio.ensure_future(
+                        self._send_then_ack(s, ev)))
+                else:
+                    self._watch(await send())
             await self.dead_letter(rejected)
+
+    async def _send_then_ack(self, send: Any, event: Any) -> None:
+        self._watch(await send())
+        event.ack()
+
+    async def _decisions(self) -> None:
+        """Run the policy's control step (if it has one) and publish what it decided."""
+        tick = getattr(self.policy, "tick", None)
+        if tick is None:
+            return
+        d = tick()
+        def num(v: float) -> float | None:
+            return None if v is None or v != v else round(float(v), 3)
+        rec = OffloadDecision(
+            ts_ms=now_ms(), node=self.settings.node, policy=self.settings.offload_policy,
+            offload_ratio=num(d.offload_ratio) or 0.0,
+            offload={k: round(v, 4) for k, v in d.offload.items()},
+            predicted_mean_ms=num(d.predicted_mean_ms), predicted_p95_ms=num(d.predicted_p95_ms),
+            measured_mean_ms=num(d.measured_mean_ms), measured_p95_ms=num(d.measured_p95_ms),
+            edge_util=num(d.edge_util), link_util=num(d.link_util), cloud_util=num(d.cloud_util),
+            reason=d.reason)
+        self.decisions.append(rec)
+        self._watch(await self.topics[self.names.offload_decisions].send(
+            key=self.settings.node.encode(), value=rec.dumps()))
 
     async def _feedback(self, stream: Any) -> None:
         """Detections -> ``policy.learn``: the offload policy sees what its choices did."""

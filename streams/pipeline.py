@@ -39,6 +39,7 @@ class Incoming:
     offset: int = -1
     produced_ms: int = 0  # Kafka message timestamp
     routed_ms: int = 0  # from the router's header, on tier topics
+    received_ms: int = 0  # wall clock when this worker's consumer fetched it
 
 
 @dataclass(frozen=True)
@@ -188,10 +189,12 @@ class DetectStage:
         for (it, frame, image, decode_ms), boxes in zip(good, all_boxes, strict=True):
             produced = it.produced_ms or frame.ts_ms
             routed = it.routed_ms or produced
+            received = max(routed, min(it.received_ms or routed, taken_ms))
             lat = Latency(
                 ingest_ms=max(0.0, produced - frame.ts_ms), route_ms=max(0.0, routed - produced),
-                queue_ms=max(0.0, taken_ms - routed), decode_ms=round(decode_ms, 3),
-                infer_ms=round(infer_ms, 3), total_ms=max(0.0, done - frame.ts_ms),
+                link_ms=float(received - routed), queue_ms=float(taken_ms - received),
+                decode_ms=round(decode_ms, 3), infer_ms=round(infer_ms, 3),
+                total_ms=max(0.0, done - frame.ts_ms),
             )
             det = Detection(
                 camera=frame.camera, seq=frame.seq, ts_ms=frame.ts_ms, tier=self.tier,
@@ -243,5 +246,5 @@ def observations(items: Sequence[Incoming]) -> list[Observation]:
             camera=d.camera, tier=d.tier, total_ms=lat.total_ms, infer_ms=lat.infer_ms,
             queue_ms=lat.queue_ms, seq=d.seq, ts_ms=d.ts_ms, ingest_ms=lat.ingest_ms,
             route_ms=lat.route_ms, decode_ms=lat.decode_ms, node=d.node, model_id=d.model_id,
-            n_boxes=len(d.boxes)))
+            n_boxes=len(d.boxes), link_ms=lat.link_ms))
     return out

@@ -89,7 +89,8 @@ def make_settings(broker: LocalBroker, state_dir: Path, model_dir: Path,
             kafka_bootstrap=broker.bootstrap, topic_prefix=unique("t"), node=unique("node"),
             partitions=2, state_dir=state_dir, model_dir=model_dir, web_port=free_port(),
             chdb_path=tmp_path / "chdb", store="embedded", batch_size=4, sink_flush_s=0.5,
-            sample_video=DEFAULTS.sample_video, telemetry_sample_rate=1.0,
+            sample_video=DEFAULTS.sample_video, telemetry_sample_rate=1.0, max_frame_age_ms=0,
+            offload_policy="fixed",
         )
         base.update(kw)
         return Settings(**base)

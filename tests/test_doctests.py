@@ -12,6 +12,14 @@ MODULES = [
     "autosteer.topics.names",
     "autosteer.topics.records",
     "autosteer.offload.policy",
+    "autosteer.offload.profiles",
+    "autosteer.offload.queueing",
+    "autosteer.offload.link",
+    "autosteer.offload.estimate",
+    "autosteer.offload.live",
+    "autosteer.offload.optimize",
+    "autosteer.offload.controller",
+    "autosteer.offload.baselines",
     "autosteer.processors.coco",
     "autosteer.processors.decode",
     "autosteer.processors.yolo",
@@ -21,6 +29,7 @@ MODULES = [
     "autosteer.telemetry.sampling",
     "autosteer.telemetry.schema",
     "autosteer.telemetry.report",
+    "autosteer.offload.factory",
 ]
 
 

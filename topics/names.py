@@ -69,6 +69,11 @@ class TopicNames:
         return self._n("telemetry.nodes")
 
     @property
+    def offload_decisions(self) -> str:
+        """The router's control steps. Key: node. Value: OffloadDecision."""
+        return self._n("offload.decisions")
+
+    @property
     def deadletter(self) -> str:
         """Messages that broke the contract, with the reason. Value: DeadLetter."""
         return self._n("deadletter")
@@ -91,5 +96,6 @@ class TopicNames:
             TopicSpec(self.telemetry, partitions, "telemetry", True),
             TopicSpec(self.telemetry_windows, partitions, "telemetry windows", True),
             TopicSpec(self.telemetry_nodes, 1, "node heartbeats", True),
+            TopicSpec(self.offload_decisions, 1, "offload decisions", True),
             TopicSpec(self.deadletter, 1, "dead letters", True),
         ]

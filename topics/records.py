@@ -111,10 +111,13 @@ class Latency(Record):
 
     ingest_ms: float = Field(description="capture -> message on the input topic")
     route_ms: float = Field(description="input topic -> forwarded to a tier by the router")
-    queue_ms: float = Field(description="forwarded -> taken by the detector")
+    queue_ms: float = Field(description="received by the detector's worker -> taken by the "
+                            "detector (its backlog)")
     decode_ms: float = Field(description="JPEG decode")
     infer_ms: float = Field(description="model inference (per frame share of its batch)")
     total_ms: float = Field(description="capture -> detection published (end to end)")
+    link_ms: float = Field(0.0, description="forwarded by the router -> received by the "
+                           "detector's worker: the Kafka hop, and the emulated link if any")
 
 
 class Detection(Record):
@@ -206,6 +209,26 @@ class WindowRecord(Record):
                                      "(base64) for exact merges in Python")
 
 
+class OffloadDecision(Record):
+    """One control step of the router's offload policy. Key: node.
+    Topic: ``<prefix>.offload.decisions``."""
+
+    ts_ms: int
+    node: str
+    policy: str = Field(description="AUTOSTEER_OFFLOAD_POLICY")
+    offload_ratio: float = Field(description="share of frames sent to the cloud")
+    offload: dict[str, float] = Field(default_factory=dict, description="cloud share per camera")
+    predicted_mean_ms: float | None = None
+    predicted_p95_ms: float | None = None
+    measured_mean_ms: float | None = Field(None, description="frames seen back since the "
+                                           "previous step")
+    measured_p95_ms: float | None = None
+    edge_util: float | None = None
+    link_util: float | None = None
+    cloud_util: float | None = None
+    reason: str = ""
+
+
 class NodeRecord(Record):
     """A node's heartbeat: resources and cumulative counters. Key: node.
     Topic: ``<prefix>.telemetry.nodes``; table ``telemetry_nodes``."""
@@ -259,5 +282,6 @@ PUBLIC_RECORDS: dict[str, type[Record]] = {
     "telemetry": TelemetryRecord,
     "telemetry.windows": WindowRecord,
     "telemetry.nodes": NodeRecord,
+    "offload.decisions": OffloadDecision,
     "deadletter": DeadLetter,
 }

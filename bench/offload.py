@@ -1,0 +1,581 @@
+"""Offload controllers in a discrete-event simulation of edge queue -> uplink -> cloud queue.
+
+Every controller (ours and each baseline) runs on the same seeded arrival trace, the same
+service-time profiles and the same emulated link (``offload.link.EmulatedLink``), through
+the same ``decide``/``learn`` seam as in the pipeline. Observations come back with the
+pipeline's latency fields (plus ``link_ms``) after the result's return trip.
+
+- Edge: one server, INT8 SSD-MobileNet-v2 per-frame time measured on this machine with
+  one thread, times ``EDGE_SLOWDOWN`` (a weaker box than this one), lognormal noise.
+- Cloud: ``CLOUD_SERVERS`` servers, FP32 batches of up to 4, measured batch profile scaled
+  to 20 ms per single frame (a stronger box), lognormal noise.
+- Uplink: FIFO wire at the link's bandwidth, one-way delay plus exponential jitter; the
+  result comes back after the one-way delay plus jitter.
+- Loads: empty (2 cameras x 5 fps), normal (4 x 8 fps), busy (normal plus a backlog
+  chunk of queued video inserted every few seconds). Links: 50 Mbit/s, 20 ms RTT and
+  10 Mbit/s, 100 ms RTT.
+- Step tests: mid-run RTT x5, and the edge slowed x3; an SVG of p95 and the offload ratio
+  over time goes to ``bench/results/offload_step.svg``.
+
+Latency is end to end (arrival at the router -> result back at the router); the first
+``WARMUP_S`` seconds are not scored; frames still unfinished when the run stops count with
+the time they had waited. Last line: one JSON object.
+
+    python bench/offload.py            # 120 s runs, 3 seeds
+    python bench/offload.py --quick    # 40 s runs, 1 seed
+    python bench/offload.py --measure  # re-measure the service-time profiles first
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from autosteer.offload import (
+    CloudOnly,
+    DeepDecisionStyle,
+    EdgeOnly,
+    EmulatedLink,
+    FastVAStyle,
+    FixedRatio,
+    FrameMeta,
+    HillClimbing,
+    ModelInputs,
+    Observation,
+    OffloadController,
+    OffloadModel,
+    OffloadPolicy,
+    RateMeter,
+    ShortestCompletion,
+    SystemProfile,
+    TierProfile,
+)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# Measured on this machine (ONNX Runtime, 1 intra-op thread, 768x576 frames of vtest.avi):
+# INT8 batch 1: 27.0 ms (sd 1.2); FP32 batches of 1 / 2 / 4: 47.5 / 94.3 / 170.9 ms.
+EDGE_MS = 27.0
+EDGE_CV = 0.05
+CLOUD_BATCH_MS = (47.5, 94.3, 132.6, 170.9)  # batch 3 interpolated
+CLOUD_CV = 0.05
+EDGE_SLOWDOWN = 1.5  # the edge box is weaker: ~40 ms/frame, 2.5x the 16.5 ms of 2 threads
+CLOUD_FRAME_MS = 20.0  # the cloud box is stronger: 20 ms for a single frame
+CLOUD_SERVERS = 2
+FRAME_BYTES = 80_000
+FRAME_CV = 0.10
+ACCURACY = {"edge": 0.90, "cloud": 1.0}
+FEEDBACK_S = 0.010  # result -> detections topic -> router feedback agent
+WARMUP_S = 5.0
+DEADLINE_MS = 200.0  # for the baselines that take a deadline (DeepDecision, FastVA)
+
+LINKS = {"50M-20ms": (50e6, 0.010, 0.001), "10M-100ms": (10e6, 0.050, 0.005)}
+LOADS = {  # cameras, fps each, backlog chunk (frames, every s)
+    "empty": (2, 5.0, None),
+    "normal": (4, 8.0, None),
+    "busy": (4, 8.0, (30, 5.0)),
+}
+
+
+def system_profile(edge_ms: float = EDGE_MS,
+                   cloud_batch_ms: tuple[float, ...] = CLOUD_BATCH_MS) -> SystemProfile:
+    """What every policy is told about the tiers (the simulator uses the same numbers)."""
+    scale = CLOUD_FRAME_MS / cloud_batch_ms[0]
+    return SystemProfile(
+        edge=TierProfile((edge_ms * EDGE_SLOWDOWN / 1000,), 1, ACCURACY["edge"], EDGE_CV ** 2),
+        cloud=TierProfile(tuple(b * scale / 1000 for b in cloud_batch_ms), CLOUD_SERVERS,
+                          ACCURACY["cloud"], CLOUD_CV ** 2))
+
+
+def measure_profiles() -> tuple[float, tuple[float, ...]]:
+    """Re-measure INT8 batch-1 and FP32 batch-1..4 times (1 thread), in ms."""
+    import cv2
+    from autosteer.processors.detector import load_detector
+
+    cap = cv2.VideoCapture(str(Path.home() / ".cache/autosteer/data/vtest.avi"))
+    frames = [cap.read()[1] for _ in range(16)]
+    cap.release()
+    models = Path.home() / ".cache/autosteer/models"
+    out = {}
+    for name in ("ssd_mobilenet_v2_coco_int8", "ssd_mobilenet_v2_coco_fp32"):
+        det = load_detector(models, name, intra_op_threads=1)
+        det.detect(frames[:1])
+        ms = []
+        for b in (1, 2, 3, 4):
+            ts = []
+            for i in range(0, 16 - b + 1, b):
+                t0 = time.perf_counter()
+                det.detect(frames[i:i + b])
+                ts.append((time.perf_counter() - t0) * 1000)
+            ms.append(statistics.median(ts))
+        out[name] = ms
+    return out["ssd_mobilenet_v2_coco_int8"][0], tuple(out["ssd_mobilenet_v2_coco_fp32"])
+
+
+# -- arrivals -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Frame:
+    camera: str
+    seq: int
+    t: float
+    size: int
+
+
+def trace(load: str, duration_s: float, seed: int) -> list[Frame]:
+    """Periodic cameras (random phase, 2 ms capture jitter) plus backlog chunks (busy)."""
+    rng = random.Random(seed)
+    n_cam, fps, chunk = LOADS[load]
+    sigma = math.sqrt(math.log(1 + FRAME_CV ** 2))
+
+    def size() -> int:
+        return int(FRAME_BYTES * rng.lognormvariate(-sigma * sigma / 2, sigma))
+
+    out = []
+    for c in range(n_cam):
+        t, seq = rng.uniform(0, 1 / fps), 0
+        while t < duration_s:
+            out.append(Frame(f"cam{c}", seq, max(0.0, t + rng.gauss(0, 0.002)), size()))
+            t, seq = t + 1 / fps, seq + 1
+    if chunk is not None:
+        frames, every = chunk
+        t, k = rng.uniform(1.0, every), 0
+        while t < duration_s:
+            out.extend(Frame(f"backlog{k}", i, t, size()) for i in range(frames))
+            t, k = t + every * rng.uniform(0.7, 1.3), k + 1
+    return sorted(out, key=lambda f: f.t)
+
+
+# -- the simulator --------------------------------------------------------------------------
+PolicyFactory = Callable[[Callable[[], float]], OffloadPolicy]  # clock -> policy
+
+
+@dataclass
+class Run:
+    latencies: np.ndarray  # end to end, s, scored frames
+    tiers: list[str]
+    throughput_fps: float
+    decide_us: float
+    learn_us: float
+    decide_p50_us: float
+    decisions: list = field(default_factory=list)  # (t, ControlDecision) for ours
+    done: list = field(default_factory=list)  # (t_back, e2e_s) for every frame
+
+
+class Sim:
+    """One run: a trace through one policy, the edge, the link and the cloud."""
+
+    def __init__(self, prof: SystemProfile, frames: list[Frame], policy_factory: PolicyFactory,
+                 link: tuple[float, float, float], seed: int, duration_s: float,
+                 steps: tuple[tuple[float, str, float], ...] = ()) -> None:
+        self.now = 0.0
+        self.policy = policy_factory(lambda: self.now)
+        self.frames = frames
+        self.link = EmulatedLink(link[0], link[1], link[2], seed=seed + 1)
+        self.rng = random.Random(seed + 2)
+        self.duration_s = duration_s
+        self.steps = steps
+        self.edge_factor = 1.0
+        self.edge_s = prof.edge.batch_s[0]
+        self.cloud_batch_s = prof.cloud.batch_s
+        self._events: list = []
+        self._n = 0
+
+    def _at(self, t: float, kind: str, data: object) -> None:
+        self._n += 1
+        heapq.heappush(self._events, (t, self._n, kind, data))
+
+    def _noise(self, cv: float) -> float:
+        s = math.sqrt(math.log(1 + cv * cv))
+        return self.rng.lognormvariate(-s * s / 2, s)
+
+    def run(self, drain_s: float = 20.0) -> Run:
+        for f in self.frames:
+            self._at(f.t, "arrive", f)
+        for t, what, factor in self.steps:
+            self._at(t, what, factor)
+        edge_q: deque = deque()
+        edge_busy = False
+        cloud_q: deque = deque()
+        cloud_free = CLOUD_SERVERS
+        routed: dict[tuple[str, int], tuple[str, float, float]] = {}  # tier, t, link
+        result: dict[tuple[str, int], float] = {}
+        tiers: dict[tuple[str, int], str] = {}
+        done_log = []
+        t_dec = t_learn = 0.0
+        n_dec = n_learn = 0
+        dec_times = []
+        decisions = []
+        last_dec = None
+        served_in_window = 0
+        end = self.duration_s + drain_s
+        policy = self.policy
+
+        def start_edge() -> None:
+            nonlocal edge_busy
+            f = edge_q.popleft()
+            edge_busy = True
+            s = self.edge_s * self.edge_factor * self._noise(EDGE_CV)
+            self._at(self.now + s, "edge_done", (f, self.now, s))
+
+        def start_cloud() -> None:
+            nonlocal cloud_free
+            n = min(len(cloud_q), len(self.cloud_batch_s))
+            batch = [cloud_q.popleft() for _ in range(n)]
+            cloud_free -= 1
+            s = self.cloud_batch_s[n - 1] * self._noise(CLOUD_CV)
+            self._at(self.now + s, "cloud_done", (batch, self.now, s))
+
+        while self._events:
+            t, _, kind, data = heapq.heappop(self._events)
+            if t > end:
+                break
+            self.now = t
+            if kind == "arrive":
+                f = data
+                meta = FrameMeta(f.camera, f.seq, int(round(f.t * 1000)), f.size)
+                t0 = time.perf_counter()
+                tier = policy.decide(meta)
+                dt = time.perf_counter() - t0
+                t_dec += dt
+                dec_times.append(dt)
+                n_dec += 1
+                if isinstance(policy, OffloadController):
+                    d = policy.last_decision()
+                    if d is not last_dec:
+                        decisions.append((t, d))
+                        last_dec = d
+                tiers[(f.camera, f.seq)] = tier
+                if tier == "edge":
+                    routed[(f.camera, f.seq)] = ("edge", t, 0.0)
+                    edge_q.append(f)
+                    if not edge_busy:
+                        start_edge()
+                else:
+                    transit = self.link.transit_s(f.size, t)
+                    routed[(f.camera, f.seq)] = ("cloud", t, transit)
+                    self._at(t + transit, "cloud_arrive", f)
+            elif kind == "cloud_arrive":
+                cloud_q.append(data)
+                if cloud_free > 0:
+                    start_cloud()
+            elif kind in ("edge_done", "cloud_done"):
+                batch, started, s = data
+                batch = batch if isinstance(batch, list) else [batch]
+                tier = "edge" if kind == "edge_done" else "cloud"
+                for f in batch:
+                    _, t_routed, transit = routed.pop((f.camera, f.seq))
+                    back = t if tier == "edge" else t + self.link.delay_s + self.link.jitter()
+                    ts = round(f.t * 1000) / 1000
+                    obs = Observation(
+                        camera=f.camera, tier=tier, total_ms=(t - ts) * 1000,
+                        infer_ms=s / len(batch) * 1000, queue_ms=(started - t_routed) * 1000,
+                        seq=f.seq, ts_ms=int(round(f.t * 1000)),
+                        link_ms=transit * 1000 if tier == "cloud" else 0.0)
+                    self._at(back + FEEDBACK_S, "observe", obs)
+                    result[(f.camera, f.seq)] = back - f.t
+                    done_log.append((back, back - f.t))
+                    if WARMUP_S <= f.t and WARMUP_S <= t <= self.duration_s:
+                        served_in_window += 1
+                if tier == "edge":
+                    edge_busy = False
+                    if edge_q:
+                        start_edge()
+                else:
+                    cloud_free += 1
+                    if cloud_q:
+                        start_cloud()
+            elif kind == "observe":
+                t0 = time.perf_counter()
+                policy.learn(data)
+                t_learn += time.perf_counter() - t0
+                n_learn += 1
+            elif kind == "delay":
+                self.link.set(delay_s=self.link.delay_s * data)
+            elif kind == "edge":
+                self.edge_factor *= data
+        scored = [f for f in self.frames if WARMUP_S <= f.t <= self.duration_s]
+        lat = np.array([result.get((f.camera, f.seq), end - f.t) for f in scored])
+        return Run(lat, [tiers.get((f.camera, f.seq), "edge") for f in scored],
+                   served_in_window / (self.duration_s - WARMUP_S),
+                   t_dec / max(n_dec, 1) * 1e6, t_learn / max(n_learn, 1) * 1e6,
+                   float(np.median(dec_times)) * 1e6 if dec_times else 0.0, decisions, done_log)
+
+
+# -- policies -------------------------------------------------------------------------------
+def policies(prof: SystemProfile) -> dict[str, PolicyFactory]:
+    return {
+        "ours": lambda clock: OffloadController(prof, clock=clock),
+        "edge-only": lambda clock: EdgeOnly(),
+        "cloud-only": lambda clock: CloudOnly(),
+        "deepdecision": lambda clock: DeepDecisionStyle(prof, deadline_ms=DEADLINE_MS,
+                                                        clock=clock),
+        "fastva": lambda clock: FastVAStyle(prof, deadline_ms=DEADLINE_MS, clock=clock),
+        "hill-climb": lambda clock: HillClimbing(prof, clock=clock),
+        "jsec": lambda clock: ShortestCompletion(prof, clock=clock),
+    }
+
+
+def summarize(run: Run) -> dict:
+    lat = run.latencies * 1000
+    n_cloud = run.tiers.count("cloud")
+    return {
+        "p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
+        "p99": float(np.percentile(lat, 99)), "mean": float(lat.mean()),
+        "fps": run.throughput_fps, "cloud_share": n_cloud / len(run.tiers),
+        "accuracy": (n_cloud * ACCURACY["cloud"]
+                     + (len(run.tiers) - n_cloud) * ACCURACY["edge"]) / len(run.tiers),
+        "decide_us": run.decide_us, "decide_p50_us": run.decide_p50_us,
+        "learn_us": run.learn_us,
+    }
+
+
+def geomean(xs: list[float]) -> float:
+    return float(math.exp(sum(math.log(x) for x in xs) / len(xs)))
+
+
+# -- model check ----------------------------------------------------------------------------
+def model_mape(prof: SystemProfile, duration_s: float, seed: int) -> tuple[float, list]:
+    """Predicted (true inputs) vs simulated mean latency, fixed splits, normal load."""
+    rows = []
+    for link_name, link in LINKS.items():
+        frames = trace("normal", duration_s, seed)
+        meter = RateMeter(window_s=duration_s)
+        for f in frames:
+            meter.update(f.t)
+        n_cam, fps, _ = LOADS["normal"]
+        sizes = np.array([f.size for f in frames], dtype=float)
+        inputs = ModelInputs(
+            rates_fps=(fps,) * n_cam, sizes_bytes=(float(sizes.mean()),) * n_cam,
+            edge_s=prof.edge.batch_s[0], cloud=prof.cloud, bandwidth_Bps=link[0] / 8,
+            delay_s=link[1] + link[2], jitter_s=link[2],
+            arrival_scv=meter.dispersion(6 * prof.edge.batch_s[0]), edge_scv=EDGE_CV ** 2,
+            size_scv=float(sizes.var() / sizes.mean() ** 2))
+        model = OffloadModel(inputs)
+        for x in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+            pred = model.predict(x)
+            if not (pred.edge_util < 0.95 and pred.link_util < 0.95):
+                continue
+            run = Sim(prof, frames, lambda clock, x=x: FixedRatio(1 - x), link, seed,
+                      duration_s).run()
+            sim = float(run.latencies.mean())
+            rows.append((link_name, x, 1000 * float(pred.mean_s), 1000 * sim,
+                         1000 * float(pred.p95_s), 1000 * float(np.percentile(run.latencies, 95))))
+    mape = statistics.mean(abs(p - s) / s for _, _, p, s, _, _ in rows)
+    return mape, rows
+
+
+# -- step tests and the plot ----------------------------------------------------------------
+def step_test(prof: SystemProfile, what: str, factor: float, duration_s: float,
+              seed: int) -> dict:
+    """Normal load on the fast link; at half time the RTT (``delay``) or the edge's service
+    time (``edge``) is multiplied by ``factor``. Ours and JSEC, same trace."""
+    t_step = duration_s / 2
+    frames = trace("normal", duration_s, seed)
+    link = LINKS["50M-20ms"]
+    out = {}
+    for name in ("ours", "jsec"):
+        run = Sim(prof, frames, policies(prof)[name], link, seed, duration_s,
+                  steps=((t_step, what, factor),)).run()
+        out[name] = run
+    ours = out["ours"]
+    ticks = [(t, d.offload_ratio) for t, d in ours.decisions if d is not None]
+    after = [(t, r) for t, r in ticks if t >= t_step]
+    final = statistics.median(r for t, r in after if t >= t_step + 0.6 * (duration_s - t_step))
+    settle = len(after)  # control steps after the change until the ratio stays within 0.05
+    for i in range(len(after)):
+        if all(abs(r2 - final) <= 0.05 for _, r2 in after[i:]):
+            settle = i + 1
+            break
+    return {"t_step": t_step, "ticks": ticks, "final_ratio": final, "settle_intervals": settle,
+            "ours": ours, "jsec": out["jsec"], "what": what, "factor": factor,
+            "duration": duration_s}
+
+
+def p95_series(run: Run, duration_s: float, bin_s: float = 1.0) -> list[tuple[float, float]]:
+    bins: dict[int, list[float]] = {}
+    for t, e in run.done:
+        if t <= duration_s:
+            bins.setdefault(int(t / bin_s), []).append(e)
+    return [((k + 0.5) * bin_s, 1000 * float(np.percentile(v, 95)))
+            for k, v in sorted(bins.items())]
+
+
+def write_svg(path: Path, tests: list[dict]) -> None:
+    """A dependency-free SVG: per step test, p95 per second (ours, JSEC) and our ratio."""
+    w, ph, pad = 760, 170, 48
+    parts = []
+    y0 = 10
+    for st in tests:
+        dur = st["duration"]
+        lat = {"ours": p95_series(st["ours"], dur), "jsec": p95_series(st["jsec"], dur)}
+        ymax = max(v for s in lat.values() for _, v in s) * 1.1
+        title = (f"{'RTT' if st['what'] == 'delay' else 'edge service'} x{st['factor']:g} "
+                 f"at t={st['t_step']:.0f}s: p95 latency per second (ms)")
+        parts.append(_panel(y0, w, ph, pad, dur, ymax, title, st["t_step"],
+                            [("ours", "#d62728", lat["ours"]), ("JSEC", "#7f7f7f", lat["jsec"])]))
+        y0 += ph + 30
+        title = (f"our offload ratio per control interval (settles in "
+                 f"{st['settle_intervals']} intervals)")
+        parts.append(_panel(y0, w, ph, pad, dur, 1.0, title, st["t_step"],
+                            [("ratio", "#1f77b4", st["ticks"])]))
+        y0 += ph + 40
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{y0}" '
+           f'font-family="sans-serif" font-size="11">\n<rect width="100%" height="100%" '
+           f'fill="white"/>\n' + "\n".join(parts) + "\n</svg>\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(svg)
+
+
+def _panel(y0: float, w: float, h: float, pad: float, xmax: float, ymax: float, title: str,
+           t_mark: float, series: list) -> str:
+    x_of = lambda t: pad + (w - 2 * pad) * t / xmax  # noqa: E731
+    y_of = lambda v: y0 + 20 + (h - 30) * (1 - min(v, ymax) / ymax)  # noqa: E731
+    out = [f'<text x="{pad}" y="{y0 + 12}" font-weight="bold">{title}</text>',
+           f'<rect x="{pad}" y="{y0 + 20}" width="{w - 2 * pad}" height="{h - 30}" '
+           f'fill="none" stroke="#999"/>',
+           f'<line x1="{x_of(t_mark):.1f}" y1="{y0 + 20}" x2="{x_of(t_mark):.1f}" '
+           f'y2="{y0 + h - 10}" stroke="#555" stroke-dasharray="4,3"/>']
+    for frac in (0.0, 0.5, 1.0):
+        v = ymax * frac
+        out.append(f'<text x="{pad - 4}" y="{y_of(v) + 4:.1f}" text-anchor="end">'
+                   f'{v:.3g}</text>')
+    for t in range(0, int(xmax) + 1, 10):
+        out.append(f'<text x="{x_of(t):.1f}" y="{y0 + h + 2}" text-anchor="middle">{t}s</text>')
+    for i, (label, color, pts) in enumerate(series):
+        if not pts:
+            continue
+        d = " ".join(f"{x_of(t):.1f},{y_of(v):.1f}" for t, v in pts)
+        out.append(f'<polyline points="{d}" fill="none" stroke="{color}" stroke-width="1.5"/>')
+        out.append(f'<text x="{w - pad - 4}" y="{y0 + 34 + 13 * i}" text-anchor="end" '
+                   f'fill="{color}">{label}</text>')
+    return "\n".join(out)
+
+
+# -- main -----------------------------------------------------------------------------------
+Table = dict[tuple[str, str, str], list[dict]]  # (load, link, policy) -> one summary per seed
+
+
+def compare(prof: SystemProfile, duration: float, seeds: list[int]) -> Table:
+    """Every policy on every load x link x seed, same trace per cell."""
+    table: Table = {}
+    for load in LOADS:
+        for link_name, link in LINKS.items():
+            for seed in seeds:
+                frames = trace(load, duration, seed)
+                for name, make in policies(prof).items():
+                    run = Sim(prof, frames, make, link, seed, duration).run()
+                    table.setdefault((load, link_name, name), []).append(summarize(run))
+    return table
+
+
+def p95_ratios(table: Table, seeds: list[int]) -> tuple[dict[str, float], dict]:
+    """Ours / best baseline p95 per cell and seed; geometric mean per load."""
+    names = sorted({k[2] for k in table} - {"ours"})
+    ratios: dict[str, list[float]] = {}
+    cells = {}
+    for load, link_name in {(k[0], k[1]) for k in table}:
+        for i, seed in enumerate(seeds):
+            p95 = {n: table[(load, link_name, n)][i]["p95"] for n in names + ["ours"]}
+            best = min(names, key=lambda n: p95[n])
+            ratios.setdefault(load, []).append(p95["ours"] / p95[best])
+            cells[f"{load}/{link_name}/seed{seed}"] = (round(p95["ours"] / p95[best], 3), best)
+    return {load: geomean(v) for load, v in ratios.items()}, cells
+
+
+def print_table(table: Table) -> None:
+    print(f"{'load':7} {'link':10} {'policy':13} {'p50':>7} {'p95':>7} {'p99':>7} {'fps':>6} "
+          f"{'cloud':>6} {'acc':>6} {'dec_us':>7} {'dec_p50':>7}")
+    for (load, link_name, name), rows in table.items():
+        a = {k: statistics.mean(r[k] for r in rows) for k in rows[0]}
+        print(f"{load:7} {link_name:10} {name:13} {a['p50']:7.1f} {a['p95']:7.1f} "
+              f"{a['p99']:7.1f} {a['fps']:6.1f} {a['cloud_share']:6.2f} {a['accuracy']:6.3f} "
+              f"{a['decide_us']:7.1f} {a['decide_p50_us']:7.1f}")
+
+
+def online_mape(prof: SystemProfile, duration: float, seed: int) -> float:
+    """Our own predicted mean (averaged over control steps) vs simulated, normal load."""
+    errs = []
+    for link_name, link in LINKS.items():
+        run = Sim(prof, trace("normal", duration, seed), policies(prof)["ours"], link, seed,
+                  duration).run()
+        pred = statistics.mean(d.predicted_mean_ms for t, d in run.decisions
+                               if t >= WARMUP_S and not math.isnan(d.predicted_mean_ms))
+        sim_mean = 1000 * float(run.latencies.mean())
+        errs.append(abs(pred - sim_mean) / sim_mean)
+        print(f"online model check {link_name}: our predicted mean {pred:.1f} ms, "
+              f"simulated {sim_mean:.1f} ms")
+    return statistics.mean(errs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="40 s runs, 1 seed")
+    ap.add_argument("--measure", action="store_true", help="re-measure service-time profiles")
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    duration = 40.0 if args.quick else 120.0
+    seeds = [args.seed] if args.quick else [args.seed + i for i in range(3)]
+    if args.measure:
+        edge_ms, cloud_ms = measure_profiles()
+        print(f"measured: INT8 {edge_ms:.1f} ms, FP32 batches {cloud_ms} ms")
+        prof = system_profile(edge_ms, cloud_ms)
+    else:
+        prof = system_profile()
+    print(f"edge {prof.edge.batch_s[0] * 1000:.1f} ms/frame; cloud {CLOUD_SERVERS} servers, "
+          f"batch ms {[round(b * 1000, 1) for b in prof.cloud.batch_s]}; frames "
+          f"{FRAME_BYTES // 1000} KB; {duration:.0f} s runs x {len(seeds)} seed(s)")
+    t_start = time.perf_counter()
+    table = compare(prof, duration, seeds)
+    print_table(table)
+    ratios, cells = p95_ratios(table, seeds)
+    for load in LOADS:
+        print(f"p95 ours / best baseline, {load}: {ratios[load]:.3f}  " + ", ".join(
+            f"{k.split('/', 1)[1]}: {v[0]} vs {v[1]}" for k, v in sorted(cells.items())
+            if k.startswith(load + "/")))
+
+    mape, rows = model_mape(prof, duration, seeds[0])
+    for link_name, x, p, s, pp, sp in rows:
+        print(f"model check {link_name:10} offload {x:.1f}: mean predicted {p:6.1f} ms, "
+              f"simulated {s:6.1f} ms; p95 predicted {pp:6.1f}, simulated {sp:6.1f}")
+    print(f"sim model MAPE (mean latency, true inputs): {mape:.3f}")
+    mape_online = online_mape(prof, duration, seeds[0])
+
+    tests = [step_test(prof, "delay", 5.0, duration * 1.5, seeds[0]),
+             step_test(prof, "edge", 3.0, duration * 1.5, seeds[0])]
+    for st in tests:
+        print(f"step {st['what']} x{st['factor']:g} at {st['t_step']:.0f}s: ratio settles at "
+              f"{st['final_ratio']:.2f} within {st['settle_intervals']} control intervals")
+    svg = RESULTS / "offload_step.svg"
+    write_svg(svg, tests)
+    print(f"wrote {svg}; took {time.perf_counter() - t_start:.1f} s")
+
+    ours = [r for k, v in table.items() if k[2] == "ours" for r in v]
+    print(json.dumps({
+        "p95_ratio_empty": round(ratios["empty"], 3),
+        "p95_ratio_normal": round(ratios["normal"], 3),
+        "p95_ratio_busy": round(ratios["busy"], 3),
+        "p95_ratio_per_cell": {k: v[0] for k, v in sorted(cells.items())},
+        "sim_model_mape": round(mape, 3),
+        "sim_model_mape_online": round(mape_online, 3),
+        "step_settle_intervals": {f"{st['what']}x{st['factor']:g}": st["settle_intervals"]
+                                  for st in tests},
+        "ours_decide_us_mean": round(statistics.mean(r["decide_us"] for r in ours), 1),
+        "ours_decide_us_p50": round(statistics.mean(r["decide_p50_us"] for r in ours), 1),
+        "real_p95_ratio": None, "model_mape": None,
+        "quick": args.quick, "duration_s": duration, "seeds": seeds,
+    }))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""Baselines behind the same ``decide``/``learn`` seam, with the same information as ours.
+
+Each one sees the same profiles and the same telemetry (a
+:class:`~autosteer.offload.live.LiveState` fed from ``decide`` and ``learn``), and none
+reads the link emulator.
+
+- :class:`EdgeOnly`, :class:`CloudOnly`: every frame to one tier.
+- :class:`DeepDecisionStyle`: each period, enumerate cloud shares 0, 0.1, ... 1 and
+  predict each from profiles and the bandwidth estimate without queueing (processing +
+  transfer); keep the most accurate one whose slower path meets the deadline and whose
+  tiers keep up with the arrivals (DeepDecision, INFOCOM'18).
+- :class:`FastVAStyle`: per frame, the most accurate tier whose predicted completion
+  meets the deadline, else the faster one (FastVA, INFOCOM'20).
+- :class:`HillClimbing`: each period, move the cloud share one step; reverse (and halve
+  the step) when the measured p95 got worse.
+- :class:`ShortestCompletion`: per frame, the tier with the shortest expected completion,
+  ``(outstanding / servers + 1) * service + transfer`` (join-shortest-expected-completion).
+
+>>> from autosteer.offload.profiles import SystemProfile, TierProfile
+>>> prof = SystemProfile(TierProfile((0.040,), accuracy=0.9), TierProfile((0.020,), 2))
+>>> p = ShortestCompletion(prof, clock=lambda: 0.0)
+>>> [p.decide(FrameMeta("c", i, 0, 80_000)) for i in range(3)]   # cloud transfer unknown
+['cloud', 'cloud', 'cloud']
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+from autosteer.offload.estimate import Ewma
+from autosteer.offload.live import LiveState
+from autosteer.offload.policy import FrameMeta, Observation, Tier
+from autosteer.offload.profiles import SystemProfile
+
+Clock = Callable[[], float]
+
+
+class EdgeOnly:
+    """Every frame on the edge."""
+
+    def __repr__(self) -> str:
+        return "EdgeOnly()"
+
+    def decide(self, frame: FrameMeta) -> Tier:
+        return "edge"
+
+    def learn(self, obs: Observation) -> None:
+        """Nothing to learn."""
+
+
+class CloudOnly:
+    """Every frame to the cloud."""
+
+    def __repr__(self) -> str:
+        return "CloudOnly()"
+
+    def decide(self, frame: FrameMeta) -> Tier:
+        return "cloud"
+
+    def learn(self, obs: Observation) -> None:
+        """Nothing to learn."""
+
+
+class _Tracked:
+    """Shared plumbing: a clock and a LiveState fed from decide/learn."""
+
+    def __init__(self, profile: SystemProfile, clock: Clock) -> None:
+        self.profile = profile
+        self.clock = clock
+        self._live = LiveState(profile)
+
+    @property
+    def live(self) -> LiveState:
+        """What this policy has learned from telemetry."""
+        return self._live
+
+    def decide(self, frame: FrameMeta) -> Tier:
+        now = self.clock()
+        self.live.arrive(frame, now)
+        tier = self._choose(frame, now)
+        self.live.dispatch(frame, tier, now)
+        return tier
+
+    def learn(self, obs: Observation) -> None:
+        self.live.learn(obs, self.clock())
+
+    def _choose(self, frame: FrameMeta, now: float) -> Tier:
+        raise NotImplementedError
+
+
+class _Periodic(_Tracked):
+    """A cloud share updated every ``period_s``, realised by a deficit counter."""
+
+    def __init__(self, profile: SystemProfile, clock: Clock, period_s: float,
+                 start: float) -> None:
+        super().__init__(profile, clock)
+        self.share = start
+        self._credit = 0.0
+        self._next: float | None = None
+        self._period = period_s
+
+    def _choose(self, frame: FrameMeta, now: float) -> Tier:
+        if self._next is None:
+            self._next = now + self._period
+        elif now >= self._next:
+            self._next = now + self._period
+            self.share = float(np.clip(self._update(now), 0.0, 1.0))
+        self._credit += self.share
+        if self._credit >= 1.0 - 1e-9:
+            self._credit -= 1.0
+            return "cloud"
+        return "edge"
+
+    def _update(self, now: float) -> float:
+        raise NotImplementedError
+
+
+class DeepDecisionStyle(_Periodic):
+    """Enumerate cloud shares each period; predict without queueing; most accurate
+    feasible one wins (ties: lower predicted latency)."""
+
+    def __init__(self, profile: SystemProfile, *, deadline_ms: float = 200.0,
+                 period_s: float = 1.0, accuracy_floor: float = 0.0,
+                 clock: Clock = time.time) -> None:
+        super().__init__(profile, clock, period_s, start=0.5)
+        self.deadline_ms = deadline_ms
+        self.period_s = period_s
+        self.accuracy_floor = accuracy_floor
+
+    def __repr__(self) -> str:
+        return (f"DeepDecisionStyle(deadline_ms={self.deadline_ms}, "
+                f"period_s={self.period_s}, accuracy_floor={self.accuracy_floor})")
+
+    def _update(self, now: float) -> float:
+        live, prof = self.live, self.profile
+        rates = live.rates(now)
+        lam = sum(rates.values())
+        bw = live.link.bandwidth_Bps
+        if lam <= 0 or not math.isfinite(bw):
+            return self.share
+        size = sum(r * live.size(c) for c, r in rates.items()) / lam
+        edge_s = prof.edge.frame_s(1) * live.edge_scale
+        cloud_s = prof.cloud.service_s(1) * live.cloud_scale
+        cloud_lat = size / bw + 2 * live.link.delay_s + cloud_s
+        cloud_cap = min(bw / size, prof.cloud.capacity_fps / max(live.cloud_scale, 1e-9))
+        best = None
+        for x in np.linspace(0.0, 1.0, 11):
+            keeps_up = (1 - x) * lam * edge_s <= 1.0 and x * lam <= cloud_cap
+            worst = max(edge_s if x < 1 else 0.0, cloud_lat if x > 0 else 0.0)
+            acc = (1 - x) * prof.edge.accuracy + x * prof.cloud.accuracy
+            mean = (1 - x) * edge_s + x * cloud_lat
+            ok = keeps_up and worst * 1000 <= self.deadline_ms and acc >= self.accuracy_floor
+            key = (ok, keeps_up, acc if ok else -mean, -mean)
+            if best is None or key > best[0]:
+                best = (key, x)
+        assert best is not None
+        return float(best[1])
+
+
+class HillClimbing(_Periodic):
+    """Step the cloud share each period; reverse and halve the step when p95 worsens."""
+
+    def __init__(self, profile: SystemProfile, *, step: float = 0.05, period_s: float = 1.0,
+                 start: float = 0.5, clock: Clock = time.time) -> None:
+        super().__init__(profile, clock, period_s, start=start)
+        self.step = step
+        self.period_s = period_s
+        self.start = start
+        self._dir = 1.0
+        self._size = step
+        self._prev = math.inf
+        self._since = -math.inf
+
+    def __repr__(self) -> str:
+        return f"HillClimbing(step={self.step}, period_s={self.period_s}, start={self.start})"
+
+    def _update(self, now: float) -> float:
+        seen = self.live.recent(self._since)
+        self._since = now
+        if len(seen) < 5:
+            return self.share
+        p95 = float(np.quantile(seen, 0.95))
+        if p95 > self._prev:
+            self._dir = -self._dir
+            self._size = max(self._size / 2, self.step / 4)
+        else:
+            self._size = min(self._size * 1.5, self.step * 2)
+        self._prev = p95
+        return self.share + self._dir * self._size
+
+
+class FastVAStyle(_Tracked):
+    """Per frame: the cloud if its predicted completion meets the deadline (more
+    accurate), else the edge if it does, else whichever finishes first."""
+
+    def __init__(self, profile: SystemProfile, *, deadline_ms: float = 200.0,
+                 clock: Clock = time.time) -> None:
+        super().__init__(profile, clock)
+        self.deadline_ms = deadline_ms
+
+    def __repr__(self) -> str:
+        return f"FastVAStyle(deadline_ms={self.deadline_ms})"
+
+    def _choose(self, frame: FrameMeta, now: float) -> Tier:
+        size = frame.size_bytes or int(self.live.size(frame.camera))
+        deadline = self.deadline_ms / 1000
+        done = {t: self.live.completion_s(t, size, now) for t in ("cloud", "edge")}
+        for tier in sorted(done, key=lambda t: -self.profile.tier(t).accuracy):
+            if done[tier] <= deadline:
+                return tier
+        return min(done, key=lambda t: done[t])  # type: ignore[return-value]
+
+
+class ShortestCompletion(_Tracked):
+    """Join the shortest expected completion: outstanding frames times mean service time
+    per server, plus the measured transfer time (an EWMA of ``link_ms``) for the cloud."""
+
+    def __init__(self, profile: SystemProfile, *, clock: Clock = time.time) -> None:
+        super().__init__(profile, clock)
+        self._transfer = Ewma(0.1)
+
+    def __repr__(self) -> str:
+        return "ShortestCompletion()"
+
+    def learn(self, obs: Observation) -> None:
+        super().learn(obs)
+        if obs.tier == "cloud" and obs.link_ms > 0:
+            self._transfer.update(obs.link_ms / 1000)
+
+    def _choose(self, frame: FrameMeta, now: float) -> Tier:
+        live = self.live
+        edge = (live.outstanding("edge") + 1) * live.edge_s
+        k = self.profile.cloud.servers
+        cloud = ((live.outstanding("cloud") / k + 1) * live.cloud_frame_s
+                 + self._transfer.get(0.0) + live.link.delay_s)
+        return "edge" if edge < cloud else "cloud"

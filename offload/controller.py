@@ -1,0 +1,347 @@
+"""The online offload controller: a queueing model, solved by projected gradient descent
+every control interval, realised frame by frame with deficit round robin.
+
+Per frame (``decide``): count the arrival, run a control step if one is due, then route
+by deficit round robin: one credit grows by each frame's camera's cloud share and a cloud
+frame spends 1 (one credit for all cameras spaces cloud frames evenly on the wire).
+While either tier keeps the credit within ``slack`` frames of the exact split, the frame
+goes to the tier predicted to finish it first (virtual clocks of the edge queue, the wire
+and the cloud); otherwise to the one the credit demands. If that tier's predicted
+completion is past the deadline and the other would finish sooner, the frame goes there
+instead (a queue spiked).
+
+Per control step (``tick``): estimate the model's inputs from telemetry
+(:class:`~autosteer.offload.live.LiveState`), minimise ``p95 + mean_weight * mean`` of the
+end-to-end latency over the per-camera cloud shares, subject to every queue's utilization
+``<= max_util`` and the accuracy floor, by projected gradient descent from the best of
+the previous solution (warm start) and the two extremes; keep the previous split unless
+the gain passes a hysteresis; record a :class:`ControlDecision`.
+
+>>> from autosteer.offload.profiles import SystemProfile, TierProfile
+>>> clock = iter(i / 32 for i in range(10_000)).__next__
+>>> ctl = OffloadController(SystemProfile(TierProfile((0.040,), accuracy=0.9),
+...                                       TierProfile((0.020,), servers=2)), clock=clock)
+>>> tiers = [ctl.decide(FrameMeta("cam1", i, ts_ms=0, size_bytes=80_000)) for i in range(10)]
+>>> tiers.count("cloud"), ctl.last_decision().reason   # warm-up share until data arrives
+(2, 'no link samples yet: warm-up share')
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from autosteer.offload.live import LiveState
+from autosteer.offload.optimize import Halfspace, pgd, project, uniform_interval, violation
+from autosteer.offload.policy import FrameMeta, Observation, Tier
+from autosteer.offload.profiles import SystemProfile, TierProfile
+from autosteer.offload.queueing import ModelInputs, OffloadModel, Prediction
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ControlDecision:
+    """One control step, small enough to publish as a record.
+
+    ``offload`` is each camera's cloud share; ``offload_ratio`` their rate-weighted mean.
+    Latencies are end to end in ms (result back at the router). ``predicted_*`` are for the split
+    chosen now; ``measured_*`` cover the frames seen back since the previous step (NaN when
+    none), so compare one record's prediction with the next record's measurement."""
+
+    ts_s: float
+    offload_ratio: float
+    offload: dict[str, float] = field(default_factory=dict)
+    predicted_mean_ms: float = math.nan
+    predicted_p95_ms: float = math.nan
+    measured_mean_ms: float = math.nan
+    measured_p95_ms: float = math.nan
+    edge_util: float = math.nan
+    link_util: float = math.nan
+    cloud_util: float = math.nan
+    deadline_ms: float = math.nan
+    overrides: int = 0
+    steps: int = 0
+    solve_ms: float = 0.0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """The controller's knobs (defaults are the ones the benchmark uses).
+
+    - ``interval_s``: seconds between control steps.
+    - ``quantile``, ``mean_weight``: minimise ``p<quantile> + mean_weight * mean``.
+    - ``max_util``: no queue (edge, wire, cloud) planned above this utilization.
+    - ``accuracy_floor``: least expected accuracy (cloud share x 1.0 + edge x its
+      accuracy); 0 = none. Dropped, and said so in the record, when no stable split meets it.
+    - ``explore``: least cloud share, so the link estimate never goes stale.
+    - ``warmup_offload``: cloud share before the link has been measured.
+    - ``slack``: frames the per-frame router may stray from the exact split to finish a
+      frame sooner.
+    - ``hysteresis_ms``: keep the previous split unless the model gains this much.
+    - ``calibrate_util``: least edge utilization at which measured queue waits
+      recalibrate the arrival variability.
+    - ``deadline_ms``: per-frame deadline; None = ``deadline_slack`` x predicted p95.
+    - ``auto_tick``: run control steps from ``decide`` when due (else call ``tick``).
+    """
+
+    interval_s: float = 1.0
+    quantile: float = 0.95
+    mean_weight: float = 0.25
+    max_util: float = 0.95
+    accuracy_floor: float = 0.0
+    explore: float = 0.005
+    warmup_offload: float = 0.2
+    slack: float = 1.0
+    hysteresis_ms: float = 1.0
+    calibrate_util: float = 0.1
+    deadline_ms: float | None = None
+    deadline_slack: float = 1.0
+    auto_tick: bool = True
+
+    def __post_init__(self) -> None:
+        if self.interval_s <= 0:
+            raise ValueError(f"interval_s must be > 0; got {self.interval_s}")
+        if not 0.5 <= self.quantile < 1:
+            raise ValueError(f"quantile must be within [0.5, 1); got {self.quantile}")
+        if not 0 < self.max_util <= 1:
+            raise ValueError(f"max_util must be within (0, 1]; got {self.max_util}")
+        if not 0 <= self.explore <= self.warmup_offload <= 1:
+            raise ValueError(f"need 0 <= explore <= warmup_offload <= 1; got "
+                             f"{self.explore} and {self.warmup_offload}")
+        if self.slack < 0 or self.mean_weight < 0 or self.hysteresis_ms < 0:
+            raise ValueError("slack, mean_weight and hysteresis_ms must be >= 0; got "
+                             f"{self.slack}, {self.mean_weight}, {self.hysteresis_ms}")
+
+
+class OffloadController:
+    """Ours: model-based offload control behind the ``decide``/``learn`` seam.
+
+    ``clock`` returns seconds on the same clock as ``FrameMeta.ts_ms / 1000`` (wall time
+    in the pipeline, simulated time in the benchmark)."""
+
+    def __init__(self, profile: SystemProfile, config: ControlConfig | None = None, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.profile = profile
+        self.config = config
+        self.clock = clock
+        self._cfg = config or ControlConfig()
+        self._live = LiveState(profile)
+        self._offload: dict[str, float] = {}
+        self._credit = 0.0
+        self._next_tick: float | None = None
+        self._last_tick = -math.inf
+        self._deadline_s = math.inf
+        self._overrides = 0
+        self._ca2 = 1.0
+        self._ca2_seen = False
+        self._last: ControlDecision | None = None
+
+    def __repr__(self) -> str:
+        return f"OffloadController({self.profile!r}, {self.config!r})"
+
+    @property
+    def live(self) -> LiveState:
+        """What the controller has learned from telemetry (read it, do not feed it)."""
+        return self._live
+
+    # -- the OffloadPolicy seam ---------------------------------------------------------
+    def decide(self, frame: FrameMeta) -> Tier:
+        now = self.clock()
+        live, cfg = self._live, self._cfg
+        live.arrive(frame, now)
+        if self._next_tick is None:
+            self._next_tick = now
+        if cfg.auto_tick and now >= self._next_tick:
+            try:
+                self.tick(now)
+            except Exception:  # a failed control step keeps the last split, never routing
+                self._next_tick = now + cfg.interval_s
+                log.exception("offload control step failed; keeping the previous split")
+        cam = frame.camera
+        size = frame.size_bytes or int(live.size(cam))
+        done = {t: live.completion_s(t, size, now) for t in ("edge", "cloud")}
+        credit = self._credit + self._offload.get(cam, self._default_share())
+        if credit >= 1.0 + cfg.slack:
+            tier: Tier = "cloud"
+        elif credit < 1.0 - cfg.slack:
+            tier = "edge"
+        else:  # either keeps the split within the slack: take the one that finishes first
+            tier = "edge" if done["edge"] <= done["cloud"] else "cloud"
+        other: Tier = "cloud" if tier == "edge" else "edge"
+        if done[tier] > self._deadline_s and done[other] < done[tier]:
+            tier = other  # deadline-aware: a queue spiked
+            self._overrides += 1
+        if tier == "cloud":
+            credit -= 1.0
+        self._credit = min(max(credit, -cfg.slack), 1.0 + cfg.slack)
+        live.dispatch(frame, tier, now)
+        return tier
+
+    def learn(self, obs: Observation) -> None:
+        self._live.learn(obs, self.clock())
+
+    # -- visibility ---------------------------------------------------------------------
+    def last_decision(self) -> ControlDecision | None:
+        """The latest control step's record (None before the first frame)."""
+        return self._last
+
+    @property
+    def offload(self) -> dict[str, float]:
+        """Current cloud share per camera."""
+        return dict(self._offload)
+
+    # -- control ------------------------------------------------------------------------
+    def _default_share(self) -> float:
+        if not self._offload:
+            return self._cfg.warmup_offload
+        return float(np.mean(list(self._offload.values())))
+
+    def inputs(self, now_s: float) -> ModelInputs | None:
+        """The model's inputs as telemetry shows them now (None until the link is seen)."""
+        live = self._live
+        rates = {c: r for c, r in live.rates(now_s).items() if r > 0}
+        link = live.link
+        if not rates or link.samples < 3 or not math.isfinite(link.bandwidth_Bps):
+            return None
+        cams = sorted(rates)
+        cloud = self.profile.cloud
+        scaled = TierProfile(tuple(b * live.cloud_scale for b in cloud.batch_s),
+                             cloud.servers, cloud.accuracy, cloud.scv)
+        return ModelInputs(
+            rates_fps=tuple(rates[c] for c in cams),
+            sizes_bytes=tuple(live.size(c) for c in cams),
+            edge_s=live.edge_s, cloud=scaled, bandwidth_Bps=link.bandwidth_Bps,
+            delay_s=link.delay_s, jitter_s=link.jitter_s,
+            arrival_scv=self._ca2,
+            edge_scv=min(live.edge_scv, 1.0), size_scv=min(live.size_scv, 1.0),
+            edge_accuracy=self.profile.edge.accuracy, cloud_accuracy=cloud.accuracy)
+
+    def _calibrate(self, now_s: float) -> None:
+        """Arrival variability for the model: invert the G/G/1 wait at the edge's measured
+        utilization and queue wait (``ca2 = 2 W (1 - rho) / (rho s) - cs2``), smoothed over
+        control steps; the index of dispersion of arrivals until the edge is loaded enough
+        to tell (periodic cameras merged queue far less than Poisson arrivals would)."""
+        live, floor = self._live, self._cfg.calibrate_util
+        rho, wait = live.edge_load(now_s)
+        if floor <= rho < 0.995:
+            target = 2 * wait * (1 - rho) / (rho * live.edge_s) - live.edge_scv
+        elif self._ca2_seen:
+            return
+        else:
+            target = live.arrival_scv
+        target = float(np.clip(target, 0.02, 4.0))
+        self._ca2 = target if not self._ca2_seen else 0.7 * self._ca2 + 0.3 * target
+        self._ca2_seen = self._ca2_seen or rho >= floor
+
+    def constraints(self, model: OffloadModel) -> list[Halfspace]:
+        """Utilization of edge, wire and cloud ``<= max_util``; accuracy ``>= floor``."""
+        inp, cap, floor = model.inputs, self._cfg.max_util, self._cfg.accuracy_floor
+        lam = np.asarray(inp.rates_fps)
+        size = np.asarray(inp.sizes_bytes)
+        total = lam.sum()
+        cloud_frame = inp.cloud.frame_s(inp.cloud.max_batch) / inp.cloud.servers
+        out = [
+            Halfspace(-lam * inp.edge_s, cap - total * inp.edge_s, "edge util"),
+            Halfspace(lam * size / inp.bandwidth_Bps, cap, "link util"),
+            Halfspace(lam * cloud_frame, cap, "cloud util"),
+        ]
+        if floor > 0:
+            gain = lam * (inp.cloud_accuracy - inp.edge_accuracy) / total
+            out.append(Halfspace(-gain, inp.edge_accuracy - floor, "accuracy floor"))
+        return out
+
+    def predict(self, offload: float | dict[str, float]) -> Prediction | None:
+        """What the model expects now for ``offload`` (one share, or one per camera)."""
+        now = self.clock()
+        inp = self.inputs(now)
+        if inp is None:
+            return None
+        model = OffloadModel(inp, self._cfg.quantile)
+        return model.predict(self._vector(offload, now))
+
+    def _vector(self, offload: float | dict[str, float], now_s: float) -> np.ndarray:
+        cams = sorted(c for c, r in self._live.rates(now_s).items() if r > 0)
+        if isinstance(offload, dict):
+            fill = (float(np.mean(list(offload.values()))) if offload
+                    else self._cfg.warmup_offload)
+            return np.array([offload.get(c, fill) for c in cams])
+        return np.full(len(cams), float(offload))
+
+    def tick(self, now_s: float | None = None) -> ControlDecision:
+        """Run one control step now; the router may also call this from a timer."""
+        cfg, live = self._cfg, self._live
+        now = self.clock() if now_s is None else now_s
+        t0 = time.perf_counter()
+        self._next_tick = now + cfg.interval_s
+        seen = live.recent(self._last_tick)
+        self._last_tick = now
+        measured = (1000 * float(np.mean(seen)) if seen else math.nan,
+                    1000 * float(np.quantile(seen, cfg.quantile)) if seen else math.nan)
+        self._calibrate(now)
+        inp = self.inputs(now)
+        if inp is None:
+            share = self._default_share()
+            self._offload = {c: self._offload.get(c, share) for c in live.rates(now)}
+            return self._record(now, t0, None, None, 0, measured,
+                                "no link samples yet: warm-up share")
+        model = OffloadModel(inp, cfg.quantile)
+        cams = sorted(c for c, r in live.rates(now).items() if r > 0)
+        warm = self._vector(self._offload, now)
+        cons = self.constraints(model)
+        reason = "pgd"
+        if uniform_interval(cons, cfg.explore) is None:
+            cons = [h for h in cons if h.name != "accuracy floor"]
+            reason = "accuracy floor infeasible; pgd without it"
+        if uniform_interval(cons, cfg.explore) is None:
+            x = self._max_throughput(model)
+            steps, reason = 0, "overload: no stable split, max throughput"
+        else:
+            def objective(X: np.ndarray) -> np.ndarray:
+                p = model.predict(X)
+                return p.p95_s + cfg.mean_weight * p.mean_s
+
+            starts = [warm, np.full(len(cams), cfg.explore), np.ones(len(cams))]
+            x, fx, steps = pgd(objective, starts, cons, lo=cfg.explore)
+            kept = project(warm, cons, lo=cfg.explore)
+            gain = float(objective(kept[None])[0]) - fx
+            if violation(kept, cons) < 1e-9 and gain < cfg.hysteresis_ms / 1000:
+                x, reason = kept, f"{reason}: gain under hysteresis, kept"
+        self._offload = dict(zip(cams, (float(v) for v in x), strict=True))
+        return self._record(now, t0, model, x, steps, measured, reason)
+
+    def _max_throughput(self, model: OffloadModel) -> np.ndarray:
+        """One share for every camera, balancing the busiest queue on each side."""
+        grid = np.linspace(self._cfg.explore, 1.0, 101)
+        n = len(model.inputs.rates_fps)
+        p = model.predict(np.repeat(grid[:, None], n, axis=1))
+        worst = np.maximum(p.edge_util, np.maximum(p.link_util, p.cloud_util))
+        return np.full(n, grid[int(np.argmin(worst))])
+
+    def _record(self, now: float, t0: float, model: OffloadModel | None, x: np.ndarray | None,
+                steps: int, measured: tuple[float, float], reason: str) -> ControlDecision:
+        rates, cfg = self._live.rates(now), self._cfg
+        total = sum(rates.get(c, 0.0) for c in self._offload) or 1.0
+        ratio = sum(rates.get(c, 0.0) * v for c, v in self._offload.items()) / total
+        kw = {}
+        if model is not None and x is not None:
+            p = model.predict(x)
+            self._deadline_s = (cfg.deadline_ms / 1000 if cfg.deadline_ms is not None
+                                else cfg.deadline_slack * float(p.p95_s))
+            kw = dict(predicted_mean_ms=1000 * float(p.mean_s),
+                      predicted_p95_ms=1000 * float(p.p95_s), edge_util=float(p.edge_util),
+                      link_util=float(p.link_util), cloud_util=float(p.cloud_util))
+        self._last = ControlDecision(
+            ts_s=now, offload_ratio=ratio, offload=dict(self._offload),
+            measured_mean_ms=measured[0], measured_p95_ms=measured[1],
+            deadline_ms=1000 * self._deadline_s, overrides=self._overrides, steps=steps,
+            solve_ms=(time.perf_counter() - t0) * 1000, reason=reason, **kw)
+        self._overrides = 0
+        log.debug("offload decision %s", self._last)
+        return self._last
+

@@ -1,0 +1,74 @@
+"""Build the router's offload policy (and the emulated link) from settings.
+
+``AUTOSTEER_OFFLOAD_POLICY`` picks one of :data:`POLICIES`; every policy is given the
+same :class:`SystemProfile`, built from ``AUTOSTEER_EDGE_FRAME_MS`` and
+``AUTOSTEER_CLOUD_FRAME_MS`` (seconds per frame the operator measured or guessed; the
+model-based policies recalibrate from live telemetry).
+
+>>> from autosteer.settings import Settings
+>>> make_policy(Settings(offload_policy="fixed", edge_ratio=0.25))
+FixedRatio(edge_ratio=0.25)
+>>> type(make_policy(Settings())).__name__
+'OffloadController'
+>>> make_link(Settings()) is None
+True
+"""
+
+from __future__ import annotations
+
+from autosteer.offload.baselines import (
+    CloudOnly,
+    DeepDecisionStyle,
+    EdgeOnly,
+    FastVAStyle,
+    HillClimbing,
+    ShortestCompletion,
+)
+from autosteer.offload.controller import ControlConfig, OffloadController
+from autosteer.offload.link import EmulatedLink
+from autosteer.offload.policy import FixedRatio, OffloadPolicy
+from autosteer.offload.profiles import SystemProfile, TierProfile
+from autosteer.settings import Settings
+
+POLICIES = ("controller", "fixed", "edge-only", "cloud-only", "deepdecision", "fastva",
+            "hill-climbing", "jsec")
+
+
+def system_profile(s: Settings) -> SystemProfile:
+    edge = s.edge_frame_ms / 1000
+    cloud = s.cloud_frame_ms / 1000
+    batch = max(1, s.batch_size)
+    return SystemProfile(
+        edge=TierProfile(tuple(edge * n for n in range(1, batch + 1)), 1, s.edge_accuracy),
+        cloud=TierProfile(tuple(cloud * n for n in range(1, batch + 1)), 1, 1.0))
+
+
+def make_policy(s: Settings) -> OffloadPolicy:
+    """The policy named by ``s.offload_policy``."""
+    name = s.offload_policy
+    if name == "fixed":
+        return FixedRatio(s.edge_ratio)
+    if name == "edge-only":
+        return EdgeOnly()
+    if name == "cloud-only":
+        return CloudOnly()
+    profile = system_profile(s)
+    if name == "controller":
+        return OffloadController(profile, ControlConfig(accuracy_floor=s.accuracy_floor,
+                                                        auto_tick=False))
+    if name == "deepdecision":
+        return DeepDecisionStyle(profile, accuracy_floor=s.accuracy_floor)
+    if name == "fastva":
+        return FastVAStyle(profile)
+    if name == "hill-climbing":
+        return HillClimbing(profile)
+    if name == "jsec":
+        return ShortestCompletion(profile)
+    raise ValueError(f"AUTOSTEER_OFFLOAD_POLICY={name!r}; choose from {', '.join(POLICIES)}")
+
+
+def make_link(s: Settings) -> EmulatedLink | None:
+    """The emulated edge -> cloud link, or None when ``AUTOSTEER_LINK_MBPS`` is 0."""
+    if s.link_mbps <= 0:
+        return None
+    return EmulatedLink(s.link_mbps * 1e6, s.link_delay_ms / 1000, s.link_jitter_ms / 1000)

@@ -1,0 +1,195 @@
+"""What a policy knows at the router: its own routing and the telemetry read back.
+
+Every policy (ours and every baseline) keeps one :class:`LiveState` and feeds it the same
+three things: each frame as it arrives, the tier chosen for it, and each
+:class:`~autosteer.offload.policy.Observation`. Nothing else: no link settings, no
+simulator internals.
+
+>>> from autosteer.offload.policy import FrameMeta, Observation
+>>> from autosteer.offload.profiles import SystemProfile, TierProfile
+>>> live = LiveState(SystemProfile(TierProfile((0.040,)), TierProfile((0.020,), 2)))
+>>> for i in range(3):
+...     f = FrameMeta("cam1", i, ts_ms=0, size_bytes=80_000)
+...     live.arrive(f, now_s=0.0)
+...     live.dispatch(f, "edge", now_s=0.0)
+>>> live.outstanding("edge"), round(live.completion_s("edge", 80_000, now_s=0.0), 3)
+(3, 0.16)
+>>> live.learn(Observation("cam1", "edge", total_ms=41.0, infer_ms=41.0, queue_ms=0.0,
+...                        seq=0), now_s=0.05)
+>>> live.outstanding("edge"), round(live.edge_s, 4)
+(2, 0.041)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+
+from autosteer.offload.estimate import Ewma, LinkEstimator, RateMeter
+from autosteer.offload.policy import FrameMeta, Observation, Tier
+from autosteer.offload.profiles import SystemProfile
+
+Key = tuple[str, int]
+
+
+class LiveState:
+    """Arrival rates, frame sizes, service times, queue depths and the uplink, estimated
+    online. ``alpha`` weights new service-time samples; rates use the last
+    ``rate_window_s`` seconds; frames not seen back within ``stale_s`` are forgotten."""
+
+    def __init__(self, profile: SystemProfile, *, alpha: float = 0.1,
+                 rate_window_s: float = 2.0, burst_window_s: float = 10.0,
+                 burst_bin_s: float = 0.25, stale_s: float = 30.0) -> None:
+        self.profile = profile
+        self.alpha = alpha
+        self.rate_window_s = rate_window_s
+        self.burst_window_s = burst_window_s
+        self.burst_bin_s = burst_bin_s
+        self.stale_s = stale_s
+        self.link = LinkEstimator()
+        self._rates: dict[str, RateMeter] = {}
+        self._all = RateMeter(burst_window_s)
+        self._sizes: dict[str, Ewma] = {}
+        self._edge = Ewma(alpha)
+        self._edge_wait = Ewma(alpha)
+        self._edge_in = RateMeter(rate_window_s)
+        self._cloud = Ewma(alpha)
+        self._out: dict[Tier, OrderedDict[Key, tuple[float, int]]] = {
+            "edge": OrderedDict(), "cloud": OrderedDict()}
+        self._edge_free = -math.inf
+        self._cloud_free = -math.inf
+        self._done: deque[tuple[float, float, Tier]] = deque()  # (done_s, e2e_s, tier)
+
+    def __repr__(self) -> str:
+        return (f"LiveState({self.profile!r}, alpha={self.alpha}, "
+                f"rate_window_s={self.rate_window_s}, burst_window_s={self.burst_window_s}, "
+                f"burst_bin_s={self.burst_bin_s}, stale_s={self.stale_s})")
+
+    # -- inputs -------------------------------------------------------------------------
+    def arrive(self, frame: FrameMeta, now_s: float) -> None:
+        """A frame reached the router (before any policy decides on it)."""
+        self._rates.setdefault(frame.camera, RateMeter(self.rate_window_s)).update(now_s)
+        self._all.update(now_s)
+        if frame.size_bytes > 0:
+            self._sizes.setdefault(frame.camera, Ewma(self.alpha)).update(frame.size_bytes)
+
+    def dispatch(self, frame: FrameMeta, tier: Tier, now_s: float) -> None:
+        """The router sent ``frame`` to ``tier``: count it and advance the virtual clocks."""
+        key = (frame.camera, frame.seq)
+        size = frame.size_bytes or int(self.size(frame.camera))
+        self._out[tier][key] = (now_s, size)
+        if tier == "edge":
+            self._edge_in.update(now_s)
+            self._edge_free = max(now_s, self._edge_free) + self.edge_s
+        else:
+            arrive = now_s + self.link.backlog_s(now_s) + self.link.wire_s(size) \
+                + self.link.delay_s
+            self.link.sent(key, size, now_s)
+            cloud = self.profile.cloud
+            share = self.cloud_scale * cloud.frame_s(cloud.max_batch) / cloud.servers
+            self._cloud_free = max(arrive, self._cloud_free) + share
+
+    def learn(self, obs: Observation, now_s: float) -> None:
+        """One detection came back."""
+        key = (obs.camera, obs.seq)
+        out = self._out[obs.tier]
+        known = key in out
+        if known and obs.tier == "edge":
+            while next(iter(out)) != key:  # the edge is FIFO: frames sent earlier are done
+                out.popitem(last=False)
+        out.pop(key, None)
+        service = (obs.infer_ms + obs.decode_ms) / 1000
+        if obs.tier == "edge":
+            self._edge.update(service)
+            self._edge_wait.update(obs.queue_ms / 1000)
+            if known:
+                done = (obs.ts_ms + obs.total_ms) / 1000
+                self._edge_free = done + len(out) * self.edge_s
+        else:
+            self._cloud.update(service)
+            if obs.link_ms > 0:
+                self.link.learn(key, obs.link_ms / 1000)
+        e2e = obs.total_ms / 1000 + (self.link.delay_s if obs.tier == "cloud" else 0.0)
+        self._done.append((now_s, e2e, obs.tier))
+        while self._done and self._done[0][0] < now_s - self.stale_s:
+            self._done.popleft()
+        for q in self._out.values():
+            while q and next(iter(q.values()))[0] < now_s - self.stale_s:
+                q.popitem(last=False)
+
+    # -- estimates ----------------------------------------------------------------------
+    def rates(self, now_s: float) -> dict[str, float]:
+        """Frames per second per camera over the recent window (idle cameras drop out)."""
+        out = {cam: m.rate(now_s) for cam, m in self._rates.items()}
+        for cam in [c for c, r in out.items() if r == 0.0]:
+            del self._rates[cam], out[cam]
+            self._sizes.pop(cam, None)
+        return out
+
+    def size(self, camera: str) -> float:
+        e = self._sizes.get(camera)
+        if e is not None and e.value is not None:
+            return e.value
+        known = [s.value for s in self._sizes.values() if s.value is not None]
+        return sum(known) / len(known) if known else 80_000.0
+
+    @property
+    def size_scv(self) -> float:
+        scvs = [s.scv for s in self._sizes.values() if s.value is not None]
+        return max(scvs) if scvs else 0.01
+
+    @property
+    def arrival_scv(self) -> float:
+        """Burstiness of arrivals at the router (all cameras merged) over the last
+        ``burst_window_s``: the index of dispersion of counts in ``burst_bin_s`` bins (about
+        six edge service times; 1 = Poisson)."""
+        return self._all.dispersion(bin_s=self.burst_bin_s)
+
+    @property
+    def edge_s(self) -> float:
+        """Edge seconds per frame (telemetry, else the profile)."""
+        return self._edge.get(self.profile.edge.frame_s(1))
+
+    def edge_load(self, now_s: float) -> tuple[float, float]:
+        """(utilization, mean queue wait in s) of the edge as measured lately: frames/s
+        routed there times the service time, and the reported ``queue_ms``."""
+        return self._edge_in.rate(now_s) * self.edge_s, self._edge_wait.get(0.0)
+
+    @property
+    def edge_scv(self) -> float:
+        return self._edge.scv if self._edge.value is not None else self.profile.edge.scv
+
+    @property
+    def cloud_frame_s(self) -> float:
+        """Cloud seconds per frame as reported (a share of its batch)."""
+        return self._cloud.get(self.profile.cloud.frame_s(1))
+
+    @property
+    def cloud_scale(self) -> float:
+        """Measured over profiled cloud time per frame (the batch size is not observed, so
+        the profile is read at batch 1: an upper bound on the batch's per-frame cost)."""
+        return self.cloud_frame_s / self.profile.cloud.frame_s(1)
+
+    @property
+    def edge_scale(self) -> float:
+        return self.edge_s / self.profile.edge.frame_s(1)
+
+    def outstanding(self, tier: Tier) -> int:
+        """Frames sent to ``tier`` and not seen back yet (its queue, as the router sees it)."""
+        return len(self._out[tier])
+
+    def completion_s(self, tier: Tier, size_bytes: int, now_s: float) -> float:
+        """Predicted seconds until a frame sent to ``tier`` now has its result back, from
+        virtual clocks of the edge queue, the wire and the cloud (resynchronised by
+        observations)."""
+        if tier == "edge":
+            return max(now_s, self._edge_free) - now_s + self.edge_s
+        link = self.link
+        arrive = now_s + link.backlog_s(now_s) + link.wire_s(size_bytes) + link.delay_s
+        cloud = self.profile.cloud
+        return (max(arrive, self._cloud_free) - now_s + self.cloud_scale * cloud.service_s(1)
+                + link.delay_s)
+
+    def recent(self, since_s: float, tier: Tier | None = None) -> list[float]:
+        """End-to-end seconds (result back at the router) of frames seen since ``since_s``."""
+        return [e for t, e, k in self._done if t >= since_s and (tier is None or k == tier)]

@@ -1,0 +1,218 @@
+"""The model-based controller: routing, control steps, constraints, records, reactions."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections import deque
+
+import pytest
+from autosteer.offload import (
+    ControlConfig,
+    EmulatedLink,
+    FrameMeta,
+    Observation,
+    OffloadController,
+    OffloadModel,
+    SystemProfile,
+    TierProfile,
+)
+
+PROFILE = SystemProfile(TierProfile((0.040,), accuracy=0.9),
+                        TierProfile((0.020, 0.036, 0.050, 0.064), servers=2))
+
+
+class World:
+    """Cameras -> policy -> edge (FIFO, one server) | link -> cloud (k servers, batches)."""
+
+    def __init__(self, config: ControlConfig | None = None, cameras: int = 4,
+                 fps: float = 8.0, bandwidth_bps: float = 50e6, delay_s: float = 0.010,
+                 edge_s: float = 0.040) -> None:
+        self.now = 0.0
+        self.ctl = OffloadController(PROFILE, config, clock=lambda: self.now)
+        self.link = EmulatedLink(bandwidth_bps, delay_s, jitter_s=0.001, seed=1)
+        self.edge_s = edge_s
+        self.cameras, self.fps = cameras, fps
+        self.events: list = []
+        self.n = 0
+        self.latency: list[tuple[float, float]] = []  # (arrival, end to end)
+        self.decisions: list = []  # every control record, in order
+
+    def at(self, t: float, kind: str, data: object) -> None:
+        self.n += 1
+        heapq.heappush(self.events, (t, self.n, kind, data))
+
+    def run(self, until: float, changes: dict[float, tuple[str, float]] | None = None) -> None:
+        for c in range(self.cameras):
+            t, seq = c * 0.017, 0
+            while t < until:
+                self.at(t, "arrive", (f"cam{c}", seq, t))
+                t, seq = t + 1 / self.fps, seq + 1
+        for t, change in (changes or {}).items():
+            self.at(t, "change", change)
+        edge_q: deque = deque()
+        cloud_q: deque = deque()
+        edge_busy, cloud_free = False, PROFILE.cloud.servers
+        while self.events:
+            t, _, kind, data = heapq.heappop(self.events)
+            self.now = t
+            if kind == "change":
+                what, factor = data
+                if what == "edge":
+                    self.edge_s *= factor
+                else:
+                    self.link.set(delay_s=self.link.delay_s * factor)
+            elif kind == "arrive":
+                cam, seq, t0 = data
+                tier = self.ctl.decide(FrameMeta(cam, seq, int(round(t0 * 1000)), 80_000))
+                d = self.ctl.last_decision()
+                if not self.decisions or d is not self.decisions[-1]:
+                    self.decisions.append(d)
+                if tier == "edge":
+                    edge_q.append((data, t))
+                else:
+                    transit = self.link.transit_s(80_000, t)
+                    self.at(t + transit, "cloud_in", (data, t, transit))
+            elif kind == "cloud_in":
+                cloud_q.append(data)
+            elif kind == "done":
+                tier, batch, started, service = data
+                for (cam, seq, t0), routed, transit in batch:
+                    back = t + (self.link.delay_s if tier == "cloud" else 0.0)
+                    self.latency.append((t0, back - t0))
+                    ts = round(t0 * 1000) / 1000
+                    self.at(back + 0.005, "observe", Observation(
+                        cam, tier, total_ms=(t - ts) * 1000,
+                        infer_ms=service / len(batch) * 1000,
+                        queue_ms=(started - routed) * 1000, seq=seq, ts_ms=int(round(t0 * 1000)),
+                        link_ms=transit * 1000))
+                if tier == "edge":
+                    edge_busy = False
+                else:
+                    cloud_free += 1
+            elif kind == "observe":
+                self.ctl.learn(data)
+            if not edge_busy and edge_q:
+                (d, routed) = edge_q.popleft()
+                edge_busy = True
+                self.at(self.now + self.edge_s, "done", ("edge", [(d, routed, 0.0)], self.now,
+                                                         self.edge_s))
+            while cloud_free and cloud_q:
+                batch = [cloud_q.popleft() for _ in range(min(4, len(cloud_q)))]
+                cloud_free -= 1
+                s = PROFILE.cloud.service_s(len(batch))
+                self.at(self.now + s, "done", ("cloud", batch, self.now, s))
+
+
+def test_config_errors_say_what_to_do() -> None:
+    with pytest.raises(ValueError, match="interval_s must be > 0"):
+        ControlConfig(interval_s=0)
+    with pytest.raises(ValueError, match="max_util"):
+        ControlConfig(max_util=1.5)
+    with pytest.raises(ValueError, match="explore <= warmup_offload"):
+        ControlConfig(explore=0.5, warmup_offload=0.1)
+
+
+def test_routing_realises_the_split_smoothly() -> None:
+    """With no slack and no data yet, the warm-up share is dealt out exactly: any 10
+    consecutive frames hold 2 cloud frames, whatever camera they come from."""
+    ctl = OffloadController(PROFILE, ControlConfig(slack=0.0, warmup_offload=0.2),
+                            clock=lambda: 0.0)
+    tiers = [ctl.decide(FrameMeta(f"cam{i % 3}", i, 0, 80_000)) for i in range(200)]
+    for start in range(190):
+        assert tiers[start:start + 10].count("cloud") == 2
+    assert ctl.last_decision().reason == "no link samples yet: warm-up share"
+
+
+def test_slack_bounds_how_far_the_split_strays() -> None:
+    ctl = OffloadController(PROFILE, ControlConfig(slack=1.0, warmup_offload=0.3),
+                            clock=lambda: 0.0)
+    cloud = 0
+    for i in range(300):
+        cloud += ctl.decide(FrameMeta("cam", i, 0, 80_000)) == "cloud"
+        assert abs(cloud - 0.3 * (i + 1)) <= 2.0 + 1e-9
+
+
+def test_deadline_override_when_the_edge_queue_spikes() -> None:
+    cfg = ControlConfig(auto_tick=False, explore=0.0, warmup_offload=0.0, slack=0.0,
+                        deadline_ms=100.0)
+    ctl = OffloadController(PROFILE, cfg, clock=lambda: 0.0)
+    ctl._deadline_s = 0.100  # no control step runs here; arm the deadline by hand
+    tiers = [ctl.decide(FrameMeta("cam", i, 0, 80_000)) for i in range(3)]
+    assert tiers == ["edge", "edge", "cloud"]  # the third would finish at 120 ms on the edge
+    assert ctl.tick(0.0).overrides == 1
+
+
+def test_converges_to_a_stable_split_and_records_decisions() -> None:
+    w = World()
+    w.run(20.0)
+    d = w.ctl.last_decision()
+    assert d is not None and d.reason.startswith("pgd")
+    assert 0.2 < d.offload_ratio < 1.0  # 32 frames/s cannot all run on a 25 frames/s edge
+    assert d.edge_util <= 0.95 + 1e-6 and d.link_util < 0.95
+    assert d.predicted_mean_ms == pytest.approx(d.measured_mean_ms, rel=0.3)
+    assert set(d.offload) == {f"cam{i}" for i in range(4)}
+    late = sorted(e for t0, e in w.latency if t0 > 5)
+    assert late[int(0.95 * len(late))] < 0.150  # stable: no queue runs away
+
+
+def test_prediction_matches_the_model() -> None:
+    w = World()
+    w.run(10.0)
+    inp = w.ctl.inputs(w.now)
+    assert inp is not None
+    assert float(w.ctl.predict(0.5).mean_s) == pytest.approx(
+        float(OffloadModel(inp).predict(0.5).mean_s))
+
+
+def test_accuracy_floor_raises_the_cloud_share() -> None:
+    w = World(ControlConfig(accuracy_floor=0.98))
+    w.run(10.0)
+    assert w.ctl.last_decision().offload_ratio >= 0.8 - 1e-6  # 0.9 + 0.1 x >= 0.98
+
+
+def test_infeasible_accuracy_floor_is_dropped_and_said_so() -> None:
+    w = World(ControlConfig(accuracy_floor=0.99), bandwidth_bps=10e6, delay_s=0.05)
+    w.run(10.0)
+    assert "accuracy floor infeasible" in w.ctl.last_decision().reason
+
+
+def test_overload_maximises_throughput() -> None:
+    w = World(cameras=6, fps=10.0, bandwidth_bps=10e6, delay_s=0.05)  # 60/s > 25 + 15.6
+    w.run(8.0)
+    d = w.ctl.last_decision()
+    assert d.reason.startswith("overload")
+    assert 0.3 < d.offload_ratio < 0.5  # both sides about equally saturated
+
+
+@pytest.mark.parametrize("change,more_cloud", [(("edge", 3.0), True),
+                                               (("delay", 10.0), False)])
+def test_reconverges_within_a_few_control_steps(change: tuple[str, float],
+                                                more_cloud: bool) -> None:
+    """Edge 3x slower: offload more. RTT x10 on the cloud path: offload less."""
+    w = World()
+    w.run(40.0, changes={20.0: change})
+    before = [d.offload_ratio for d in w.decisions if 10 <= d.ts_s < 20]
+    after = [d.offload_ratio for d in w.decisions if d.ts_s >= 20]
+    settled = after[-5:]
+    assert max(settled) - min(settled) < 0.05
+    moved = min(settled) - max(before) if more_cloud else min(before) - max(settled)
+    assert moved > 0.1
+    band = [abs(r - settled[-1]) <= 0.05 for r in after]
+    first = next(i for i in range(len(band)) if all(band[i:]))
+    assert first + 1 <= 4  # within four control intervals of the change
+
+
+def test_a_failing_control_step_never_breaks_routing(monkeypatch, caplog) -> None:
+    w = World()
+    w.run(5.0)
+
+    def boom(self, x):
+        raise FloatingPointError("model blew up")
+
+    monkeypatch.setattr(OffloadModel, "predict", boom)
+    with caplog.at_level(logging.ERROR):
+        w.now += 2.0
+        assert w.ctl.decide(FrameMeta("cam0", 10_000, int(w.now * 1000), 80_000)) in (
+            "edge", "cloud")
+    assert "control step failed" in caplog.text
