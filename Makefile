@@ -10,7 +10,7 @@ DEMO_SECONDS ?= 60
 APT_PACKAGES := clickhouse-server clickhouse-client \
 	gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-tools \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-	gstreamer1.0-plugins-ugly gstreamer1.0-libav
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium chromium-driver
 
 .PHONY: setup system-deps venv models demo test test-unit bench lint down clean
 
@@ -20,7 +20,7 @@ setup: system-deps venv
 # test camera. Installed only when missing; needs root (or sudo) and apt-get.
 system-deps:
 	@if [ -x /usr/sbin/clickhouse-server ] && /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer','1.0')" 2>/dev/null \
-	   && gst-inspect-1.0 x264enc >/dev/null 2>&1; then \
+	   && gst-inspect-1.0 x264enc >/dev/null 2>&1 && [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
 	  echo "system packages: present"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \

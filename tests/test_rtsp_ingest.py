@@ -71,3 +71,31 @@ def test_a_wrong_url_backs_off_without_hanging() -> None:
         ing.stop()
         ing.join(15)
     assert not ing.is_alive()
+
+
+def test_a_stalled_stream_is_noticed_and_recovers(rtsp: RtspTestServer) -> None:
+    """The server process is frozen (connection open, no frames): the read watchdog
+    fires, ingest backs off and reconnects once the server runs again."""
+    import os
+    import signal
+
+    sink = Collected()
+    ing = CameraIngest("cam8", rtsp.url, sink, max_fps=5, read_timeout_s=3, open_timeout_s=3,
+                       backoff_max_s=2)
+    ing.start()
+    pid = rtsp.proc.pid()
+    assert pid
+    try:
+        wait_for(lambda: len(sink) >= 3, 30, "first frames")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: ing.stats.reconnects >= 1, 30, "the stall watchdog")
+            assert "stalled" in ing.stats.last_error or "cannot open" in ing.stats.last_error
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        before = len(sink)
+        wait_for(lambda: len(sink) >= before + 3, 60, "frames after the stall")
+    finally:
+        ing.stop()
+        ing.join(15)
+    assert not ing.is_alive(), "stop() must not hang on a stalled stream"
