@@ -67,6 +67,8 @@ class Settings(BaseSettings):
         "controller", description="how the router picks edge or cloud for each frame")
     edge_ratio: float = Field(0.5, ge=0.0, le=1.0,
                               description="share of frames routed to edge (policy 'fixed')")
+    shadow_rate: float = Field(0.05, ge=0.0, le=1.0, description="share of edge frames also "
+                               "sent to the cloud to measure edge/cloud agreement")
     accuracy_floor: float = Field(0.0, ge=0.0, le=1.0,
                                   description="least expected agreement with the cloud model")
     edge_frame_ms: float = Field(20.0, gt=0.0, description="profile: edge ms per frame")

@@ -55,13 +55,21 @@ from autosteer.streams.transport import App
 from autosteer.telemetry.loader import TelemetryLoader
 from autosteer.telemetry.resources import ResourceProbe
 from autosteer.telemetry.sampling import Sampler
-from autosteer.telemetry.schema import FRAMES, NODES, WINDOWS
+from autosteer.telemetry.schema import FRAMES, NODES, QUALITY, WINDOWS
 from autosteer.telemetry.sink import Sink
 from autosteer.telemetry.store import TelemetryStore, open_store
 from autosteer.telemetry.window import WindowAggregator
 from autosteer.topics import headers as H
 from autosteer.topics.names import TopicNames
-from autosteer.topics.records import CameraCommand, NodeRecord, OffloadDecision, now_ms
+from autosteer.topics.records import (
+    CameraCommand,
+    Detection,
+    NodeRecord,
+    OffloadDecision,
+    QualityRecord,
+    ShadowResult,
+    now_ms,
+)
 
 log = logging.getLogger(__name__)
 ROLES = ("router", "edge", "cloud", "sink", "ingest")
@@ -101,6 +109,7 @@ def incoming(event: Any) -> Incoming:
         else int(m.timestamp * 1000) if m.timestamp else 0,
         routed_ms=int(routed) if routed and routed.isdigit() else 0,
         received_ms=now_ms() - int((time.monotonic() - m.time_in) * 1000) if m.time_in else 0,
+        shadow=_header(m.headers, H.SHADOW) == b"1",
     )
 
 
@@ -135,6 +144,10 @@ class Pipeline:
         self.policy = policy or make_policy(settings)
         self.link = make_link(settings)
         self.decisions: deque[OffloadDecision] = deque(maxlen=600)
+        self.quality: deque[QualityRecord] = deque(maxlen=1000)
+        self._shadow_credit = 0.0
+        self._shadowed: dict[tuple[str, int], float] = {}  # shadow frames awaiting a pair
+        self._pairs: dict[tuple[str, int], dict[str, Any]] = {}
         self._detectors = detectors or {}
         self._store = store
         self.counters = Counters()
@@ -153,7 +166,8 @@ class Pipeline:
             for name in (self.names.frames, self.names.frames_edge, self.names.frames_cloud,
                          self.names.detections, self.names.telemetry, self.names.deadletter,
                          self.names.cameras, self.names.telemetry_windows,
-                         self.names.telemetry_nodes, self.names.offload_decisions)
+                         self.names.telemetry_nodes, self.names.offload_decisions,
+                         self.names.shadow, self.names.quality)
         }
         self._register_agents()
         from autosteer.streams.web import register_pages
@@ -243,6 +257,7 @@ class Pipeline:
         if "router" in self.roles:
             self.app.agent(self.topics[self.names.frames], name="router")(self._router)
             self.app.timer(1.0, name="offload-decisions")(self._decisions)
+            self.app.agent(self.topics[self.names.shadow], name="shadows")(self._shadows)
             self.app.agent(self.topics[self.names.detections], name="feedback")(self._feedback)
         for tier in ("edge", "cloud"):
             if tier in self.roles:
@@ -255,7 +270,8 @@ class Pipeline:
                 sink = await loop.run_in_executor(None, lambda: self.sink)
                 self.loader = TelemetryLoader(
                     s, {self.names.telemetry: FRAMES, self.names.telemetry_windows: WINDOWS,
-                        self.names.telemetry_nodes: NODES}, sink, self.names.deadletter)
+                        self.names.telemetry_nodes: NODES, self.names.quality: QUALITY}, sink,
+                    self.names.deadletter)
                 self.loader.start()
         # every worker follows the heartbeats (the UI's node health; also gives a worker
         # with no other agent, e.g. sink only, a topic for Faust's consumer)
@@ -308,7 +324,22 @@ class Pipeline:
                         self._send_then_ack(s, ev)))
                 else:
                     self._watch(await send())
+                if r.tier == "edge" and self._shadow_due():
+                    # also to the cloud, marked: its answer measures the edge's agreement
+                    self._shadowed[(r.frame.camera, r.frame.seq)] = time.time()
+                    self._watch(await out["cloud"].send(
+                        key=r.item.key or r.frame.camera.encode(), value=r.item.value,
+                        headers=[(H.ROUTED_MS, ts), (H.TIER, b"cloud"), (H.SHADOW, b"1"),
+                                 (H.PRODUCED_MS, str(r.item.produced_ms).encode())]))
             await self.dead_letter(rejected)
+
+    def _shadow_due(self) -> bool:
+        """Every 1/shadow_rate-th edge frame (a deficit counter, not a coin flip)."""
+        self._shadow_credit += self.settings.shadow_rate
+        if self._shadow_credit >= 1.0:
+            self._shadow_credit -= 1.0
+            return True
+        return False
 
     async def _send_then_ack(self, send: Any, event: Any) -> None:
         self._watch(await send())
@@ -337,8 +368,56 @@ class Pipeline:
     async def _feedback(self, stream: Any) -> None:
         """Detections -> ``policy.learn``: the offload policy sees what its choices did."""
         async for events in stream.take_events(256, within=0.05):
-            for obs in observations([incoming(e) for e in events]):
+            items = [incoming(e) for e in events]
+            for obs in observations(items):
                 self.policy.learn(obs)
+            if self._shadowed:
+                for it in items:
+                    self._pair_edge(it)
+            await self._publish_quality()
+
+    def _pair_edge(self, it: Incoming) -> None:
+        try:
+            d = Detection.parse(it.value)
+        except RecordError:
+            return
+        if d.tier == "edge" and (d.camera, d.seq) in self._shadowed:
+            self._pairs.setdefault((d.camera, d.seq), {})["edge"] = d
+
+    async def _shadows(self, stream: Any) -> None:
+        """Cloud answers on shadow frames -> paired with the edge's -> agreement."""
+        async for events in stream.take_events(64, within=0.1):
+            for e in events:
+                try:
+                    sr = ShadowResult.parse(e.message.value)
+                except RecordError:
+                    continue
+                self._pairs.setdefault((sr.camera, sr.seq), {})["cloud"] = sr
+                self._shadowed.setdefault((sr.camera, sr.seq), time.time())
+            await self._publish_quality()
+
+    async def _publish_quality(self) -> None:
+        from autosteer.retrain.agreement import agreement
+
+        topic = self.topics[self.names.quality]
+        for key in [k for k, v in self._pairs.items() if len(v) == 2]:
+            pair = self._pairs.pop(key)
+            self._shadowed.pop(key, None)
+            edge, cloud = pair["edge"], pair["cloud"]
+            q = QualityRecord(
+                ts_ms=now_ms(), node=self.settings.node, camera=edge.camera, seq=edge.seq,
+                edge_model_id=edge.model_id, edge_model_version=edge.model_version,
+                cloud_model_id=cloud.model_id, cloud_model_version=cloud.model_version,
+                agreement=agreement(edge.boxes, cloud.boxes), edge_boxes=len(edge.boxes),
+                cloud_boxes=len(cloud.boxes),
+                edge_mean_score=_mean([b.score for b in edge.boxes]),
+                cloud_mean_score=_mean([b.score for b in cloud.boxes]))
+            self.quality.append(q)
+            self._watch(await topic.send(key=q.camera.encode(), value=q.dumps()))
+        cutoff = time.time() - 120  # a pair that never completed (lost, shed) is dropped
+        for key in [k for k, ts in self._shadowed.items() if ts < cutoff]:
+            self._shadowed.pop(key, None)
+            self._pairs.pop(key, None)
 
     def _make_detector_agent(self, tier: str) -> Any:
         decode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"decode-{tier}")
@@ -379,7 +458,11 @@ class Pipeline:
         det_topic = self.topics[self.names.detections]
         tel_topic = self.topics[self.names.telemetry]
         node_key = self.settings.node.encode()
+        shadow_topic = self.topics[self.names.shadow]
         for r in results:
+            if r.shadow_jpeg is not None:  # not a result for users: the edge answers it
+                self._watch(await shadow_topic.send(key=r.key, value=r.shadow_result().dumps()))
+                continue
             self._watch(await det_topic.send(key=r.key, value=r.detection.dumps()))
             self.windows.update(r.sample())
             if self.sampler.keep():
@@ -490,6 +573,10 @@ class Pipeline:
             cam.join(timeout=5)
         if self._frame_sender is not None:
             self._frame_sender.flush(5)
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return sum(xs) / len(xs) if xs else 0.0
 
 
 def _buffered(stream: Any) -> int:

@@ -23,6 +23,7 @@ from autosteer.topics.records import (
     Detection,
     FrameRecord,
     Latency,
+    ShadowResult,
     TelemetryRecord,
     now_ms,
 )
@@ -40,6 +41,7 @@ class Incoming:
     produced_ms: int = 0  # Kafka message timestamp
     routed_ms: int = 0  # from the router's header, on tier topics
     received_ms: int = 0  # wall clock when this worker's consumer fetched it
+    shadow: bool = False  # an edge frame the router also sent to the cloud (agreement)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,13 @@ def route(items: Sequence[Incoming], policy: OffloadPolicy) -> tuple[list[Routed
 class Result:
     detection: Detection
     telemetry: TelemetryRecord
+    shadow_jpeg: bytes | None = None  # set for shadow frames: they go to the shadow topic
+
+    def shadow_result(self) -> ShadowResult:
+        d = self.detection
+        return ShadowResult(camera=d.camera, seq=d.seq, ts_ms=d.ts_ms, node=d.node,
+                            model_id=d.model_id, model_version=d.model_version,
+                            boxes=d.boxes, jpeg=self.shadow_jpeg or b"")
 
     @property
     def key(self) -> bytes:
@@ -211,7 +220,7 @@ class DetectStage:
                 n_detections=len(boxes), max_score=max(scores, default=0.0),
                 mean_score=float(np.mean(scores)) if scores else 0.0,
             )
-            results.append(Result(det, tel))
+            results.append(Result(det, tel, frame.jpeg if it.shadow else None))
         return results, []
 
 

@@ -8,7 +8,7 @@ Every table fed from a topic carries ``src_topic, src_partition, src_offset``: t
 uses them to skip rows that are already stored (exactly once across retries and crashes).
 
 >>> [t.name for t in TABLES]
-['telemetry_frames', 'telemetry_windows', 'telemetry_nodes']
+['telemetry_frames', 'telemetry_windows', 'telemetry_nodes', 'telemetry_quality']
 >>> WINDOWS.columns[-3:]
 ['src_topic', 'src_partition', 'src_offset']
 """
@@ -20,7 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from autosteer.topics.records import NodeRecord, Record, TelemetryRecord, WindowRecord
+from autosteer.topics.records import (
+    NodeRecord,
+    QualityRecord,
+    Record,
+    TelemetryRecord,
+    WindowRecord,
+)
 
 SOURCE_COLUMNS: list[tuple[str, str]] = [
     ("src_topic", "String"), ("src_partition", "UInt32"), ("src_offset", "UInt64")]
@@ -101,13 +107,23 @@ NODE_COLUMNS: list[tuple[str, str]] = [
     ("store_retries", "UInt64"),
 ]
 
+QUALITY_COLUMNS: list[tuple[str, str]] = [
+    ("ts_ms", "UInt64"), ("node", "String"), ("camera", "String"), ("seq", "UInt64"),
+    ("edge_model_id", "String"), ("edge_model_version", "String"),
+    ("cloud_model_id", "String"), ("cloud_model_version", "String"),
+    ("agreement", "Float32"), ("edge_boxes", "UInt16"), ("cloud_boxes", "UInt16"),
+    ("edge_mean_score", "Float32"), ("cloud_mean_score", "Float32"),
+]
+
 FRAMES = Table("telemetry_frames", TelemetryRecord, FRAME_COLUMNS + SOURCE_COLUMNS,
                "tier, camera, ts_ms, seq", _plain([c for c, _ in FRAME_COLUMNS]))
 WINDOWS = Table("telemetry_windows", WindowRecord, WINDOW_COLUMNS + SOURCE_COLUMNS,
                 "tier, camera, ts_ms", _window_row)
 NODES = Table("telemetry_nodes", NodeRecord, NODE_COLUMNS + SOURCE_COLUMNS,
               "node, ts_ms", _plain([c for c, _ in NODE_COLUMNS]))
-TABLES = [FRAMES, WINDOWS, NODES]
+QUALITY = Table("telemetry_quality", QualityRecord, QUALITY_COLUMNS + SOURCE_COLUMNS,
+                "camera, ts_ms", _plain([c for c, _ in QUALITY_COLUMNS]))
+TABLES = [FRAMES, WINDOWS, NODES, QUALITY]
 FRAMES_TABLE = FRAMES.name
 
 # Named views for the common questions; plain SQL that 18.16 and current versions run.
@@ -131,6 +147,11 @@ FROM {db}.telemetry_windows GROUP BY minute, camera ORDER BY minute, camera""",
 SELECT toStartOfMinute(ts) AS minute, sum(frames) AS n_frames,
        sum(frames) - sum(distinct_frames) AS reprocessed_estimate
 FROM {db}.telemetry_windows GROUP BY minute ORDER BY minute""",
+    "agreement_per_camera_minute": """
+SELECT toStartOfMinute(ts) AS minute, camera, edge_model_version, count() AS pairs,
+       avg(agreement) AS mean_agreement
+FROM {db}.telemetry_quality GROUP BY minute, camera, edge_model_version
+ORDER BY minute, camera""",
     "node_health": """
 SELECT node, max(ts) AS last_seen, argMax(cpu_percent, ts_ms) AS last_cpu_percent,
        argMax(rss_bytes, ts_ms) AS last_rss_bytes, argMax(dead_letters, ts_ms) AS total_dead_letters,

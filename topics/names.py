@@ -74,6 +74,16 @@ class TopicNames:
         return self._n("offload.decisions")
 
     @property
+    def shadow(self) -> str:
+        """Cloud answers on shadow-sampled edge frames. Key: camera:seq. Value: ShadowResult."""
+        return self._n("shadow")
+
+    @property
+    def quality(self) -> str:
+        """Edge/cloud agreement per shadow frame. Key: camera. Value: QualityRecord."""
+        return self._n("quality")
+
+    @property
     def deadletter(self) -> str:
         """Messages that broke the contract, with the reason. Value: DeadLetter."""
         return self._n("deadletter")
@@ -97,5 +107,7 @@ class TopicNames:
             TopicSpec(self.telemetry_windows, partitions, "telemetry windows", True),
             TopicSpec(self.telemetry_nodes, 1, "node heartbeats", True),
             TopicSpec(self.offload_decisions, 1, "offload decisions", True),
+            TopicSpec(self.shadow, partitions, "shadow results", True),
+            TopicSpec(self.quality, partitions, "edge/cloud agreement", True),
             TopicSpec(self.deadletter, 1, "dead letters", True),
         ]

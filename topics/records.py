@@ -209,6 +209,41 @@ class WindowRecord(Record):
                                      "(base64) for exact merges in Python")
 
 
+class ShadowResult(Record):
+    """The cloud model's answer on a frame that the edge also processed (shadow sample).
+    Key: ``camera:seq``. Topic: ``<prefix>.shadow``. Carries the frame, so a retrainer
+    can learn the edge from the cloud (teacher labels)."""
+
+    camera: CameraId
+    seq: int = Field(ge=0)
+    ts_ms: int
+    node: str
+    model_id: str
+    model_version: str
+    boxes: list[Box]
+    jpeg: B64 = Field(description="the frame, as the detectors saw it")
+
+
+class QualityRecord(Record):
+    """Edge/cloud agreement on one shadow-sampled frame. Key: camera.
+    Topic: ``<prefix>.quality``; table ``telemetry_quality``."""
+
+    ts_ms: int
+    node: str
+    camera: str
+    seq: int
+    edge_model_id: str
+    edge_model_version: str
+    cloud_model_id: str
+    cloud_model_version: str
+    agreement: float = Field(ge=0.0, le=1.0, description="F1 of edge boxes against cloud "
+                             "boxes (same label, IoU >= 0.5); 1 when both are empty")
+    edge_boxes: int
+    cloud_boxes: int
+    edge_mean_score: float
+    cloud_mean_score: float
+
+
 class OffloadDecision(Record):
     """One control step of the router's offload policy. Key: node.
     Topic: ``<prefix>.offload.decisions``."""
@@ -283,5 +318,7 @@ PUBLIC_RECORDS: dict[str, type[Record]] = {
     "telemetry.windows": WindowRecord,
     "telemetry.nodes": NodeRecord,
     "offload.decisions": OffloadDecision,
+    "shadow": ShadowResult,
+    "quality": QualityRecord,
     "deadletter": DeadLetter,
 }
