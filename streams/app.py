@@ -294,7 +294,7 @@ class Pipeline:
             @self.app.on_before_shutdown.connect
             async def _stop_cameras(app: Any, **kw: Any) -> None:
                 self.stop_cameras()
-        if s.store == "embedded" or "sink" in self.roles:
+        if "sink" in self.roles:  # (in embedded mode only the sink's worker opens chdb)
             @self.app.task
             async def _open_store() -> None:  # open early so /sql works at once
                 await asyncio.get_running_loop().run_in_executor(None, lambda: self.store)

@@ -8,6 +8,8 @@
     autosteer sql "SELECT ..."          query telemetry (server, or embedded via the worker)
     autosteer report --minutes 30       HTML charts of latency, throughput, offload ratio
     autosteer topics create|schemas
+    autosteer plan SPEC                 check a YAML spec, place its operators, print commands
+    autosteer deploy SPEC               start the planned workers here, register cameras
     autosteer demo                      everything above, for a minute, on vtest.avi
 
 Every setting comes from ``AUTOSTEER_*`` environment variables (see docs/settings.md).
@@ -267,6 +269,107 @@ def report(minutes: float, bucket_s: int, out: str) -> None:
     page = build_report(lambda q: run_sql(s, q), database, since, bucket_s)
     Path(out).write_text(page)
     click.echo(f"wrote {out}")
+
+
+# --- spec: plan and deploy -----------------------------------------------------------
+def _load_checked(path: str) -> Any:
+    from autosteer.spec import load_spec, validate
+
+    spec = load_spec(path)
+    problems = validate(spec)
+    for p in problems:
+        click.echo(p.located(spec.origin), err=True)
+    if any(p.severity == "error" for p in problems):
+        raise click.ClickException(f"{path}: the spec has errors (listed above)")
+    return spec
+
+
+@main.command("plan")
+@click.argument("spec_path", metavar="SPEC")
+@click.option("--format", "fmt", type=click.Choice(["table", "yaml", "json"]), default="table")
+@click.option("--time-limit", type=float, default=10.0, show_default=True)
+def plan_cmd(spec_path: str, fmt: str, time_limit: float) -> None:
+    """Check a spec and print where each operator should run."""
+    from autosteer.spec import plan, render_deployment, render_table, worker_commands
+
+    spec = _load_checked(spec_path)
+    p = plan(spec, time_limit_s=time_limit)
+    if fmt == "yaml":
+        click.echo(p.to_yaml())
+    elif fmt == "json":
+        click.echo(p.to_json())
+    else:
+        click.echo(render_table(p))
+        click.echo()
+        click.echo(render_deployment(worker_commands(spec, p, _settings())))
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC")
+@click.option("--seconds", type=float, default=0.0, help="stop after this long (0 = until Ctrl-C)")
+@click.option("--log-dir", type=click.Path(file_okay=False), default=None)
+def deploy(spec_path: str, seconds: float, log_dir: str | None) -> None:
+    """Plan a spec and start its workers on this machine; register its cameras."""
+    import signal
+    import time
+    from pathlib import Path
+
+    from autosteer.spec import plan, render_table, start_local, worker_commands
+    from autosteer.topics.admin import ensure_topics
+    from autosteer.topics.names import TopicNames
+    from autosteer.topics.records import CameraCommand
+    from confluent_kafka import Producer
+
+    s = _settings()
+    spec = _load_checked(spec_path)
+    p = plan(spec)
+    click.echo(render_table(p))
+    commands = worker_commands(spec, p, s)
+    remote = [c for c in commands if not c.local]
+    if remote:
+        raise click.ClickException(
+            f"{len(remote)} worker(s) are planned on other hosts ({remote[0].host}, ...); "
+            "run `autosteer plan` and start them there with the printed commands")
+    ensure_topics(s)
+    logs = Path(log_dir) if log_dir else s.state_dir / "deploy"
+    procs = start_local(commands, logs)
+    click.echo(f"started {len(procs)} worker(s); logs in {logs}")
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        time.sleep(8)  # workers join their groups before the cameras start
+        producer = Producer(s.producer_config())
+        names = TopicNames(s.topic_prefix)
+        for cam in spec.sources.cameras:
+            producer.produce(names.cameras, key=cam.id.encode(), value=CameraCommand(
+                action="start", camera=cam.id, url=cam.url, max_fps=cam.fps).dumps())
+            click.echo(f"camera {cam.id} -> {cam.url}")
+        producer.flush(10)
+        started = time.monotonic()
+        while not stopping and (seconds <= 0 or time.monotonic() - started < seconds):
+            if any(proc.poll() is not None for proc in procs):
+                raise click.ClickException(f"a worker exited; see its log in {logs}")
+            time.sleep(0.5)
+        for cam in spec.sources.cameras:
+            producer.produce(names.cameras, key=cam.id.encode(),
+                             value=CameraCommand(action="stop", camera=cam.id).dumps())
+        producer.flush(10)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except Exception:  # noqa: BLE001 - a worker that ignores SIGTERM
+                proc.kill()
+        click.echo("stopped")
 
 
 # --- topics --------------------------------------------------------------------------

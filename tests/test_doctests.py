@@ -30,6 +30,21 @@ MODULES = [
     "autosteer.telemetry.schema",
     "autosteer.telemetry.report",
     "autosteer.offload.factory",
+    "autosteer.spec.errors",
+    "autosteer.spec.model",
+    "autosteer.spec.load",
+    "autosteer.spec.graph",
+    "autosteer.spec.compat",
+    "autosteer.spec.network",
+    "autosteer.spec.checks",
+    "autosteer.spec.result",
+    "autosteer.spec.render",
+    "autosteer.spec.roles",
+    "autosteer.spec.deploy",
+    "autosteer.spec.schema",
+    "autosteer.spec.synthetic",
+    "autosteer.spec.milp",
+    "autosteer.spec.search",
 ]
 
 

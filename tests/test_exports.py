@@ -8,7 +8,7 @@ import pytest
 
 
 @pytest.mark.parametrize("pkg", ["autosteer.topics", "autosteer.offload", "autosteer.processors",
-                                 "autosteer.telemetry", "autosteer.infra"])
+                                 "autosteer.telemetry", "autosteer.infra", "autosteer.spec"])
 def test_all_names_exist(pkg: str) -> None:
     mod = importlib.import_module(pkg)
     for name in mod.__all__:

@@ -49,7 +49,7 @@ def jpegs(frames: list[np.ndarray]) -> list[bytes]:
 
 def test_worker_killed_mid_stream_and_restarted_loses_no_frame(
         make_settings: Callable[..., Settings], start_worker: Callable[[Settings], Worker],
-        jpegs: list[bytes]) -> None:
+        jpegs: list[bytes], measurements: dict) -> None:
     s = make_settings(edge_ratio=0.5, roles="router,edge,cloud")
     names = TopicNames(s.topic_prefix)
     n = 120
@@ -63,11 +63,14 @@ def test_worker_killed_mid_stream_and_restarted_loses_no_frame(
     assert seen == set(range(n)), f"missing {sorted(set(range(n)) - seen)[:10]}"
     assert count >= n  # at-least-once: duplicates possible, same key (camera:seq)
     assert time.monotonic() - killed_at < 120
+    measurements["worker_kill9"] = {"frames": n, "lost": n - len(seen),
+                                    "duplicate_results": count - n,
+                                    "all_done_after_kill_s": round(time.monotonic() - killed_at, 1)}
 
 
 def test_second_worker_joins_and_leaves_under_load_without_losing_frames(
         make_settings: Callable[..., Settings], start_worker: Callable[[Settings], Worker],
-        jpegs: list[bytes]) -> None:
+        jpegs: list[bytes], measurements: dict) -> None:
     s = make_settings(edge_ratio=0.5, roles="router,edge,cloud", partitions=4)
     names = TopicNames(s.topic_prefix)
     start_worker(s)
@@ -81,9 +84,12 @@ def test_second_worker_joins_and_leaves_under_load_without_losing_frames(
     second.stop()  # graceful leave: its partitions move back
     left_at = time.monotonic()
     produce(s, names.frames, frames_messages("camR", jpegs, 40, start=80))
-    seen, _ = results(s, "camR", 120, 120)
+    seen, count = results(s, "camR", 120, 120)
     assert seen == set(range(120))
     assert time.monotonic() - left_at < 60, "consumption resumed within a minute"
+    measurements["rebalance_join_leave"] = {
+        "frames": 120, "lost": 120 - len(seen), "duplicate_results": count - 120,
+        "done_after_leave_s": round(time.monotonic() - left_at, 1)}
 
 
 BAD_FRAMES = [
@@ -108,7 +114,7 @@ BAD_CAMERAS = [
 
 def test_bad_input_on_every_input_topic_is_dead_lettered_and_the_next_frame_works(
         make_settings: Callable[..., Settings], start_worker: Callable[[Settings], Worker],
-        jpegs: list[bytes]) -> None:
+        jpegs: list[bytes], measurements: dict) -> None:
     s = make_settings(edge_ratio=0.5, partitions=1)
     names = TopicNames(s.topic_prefix)
     start_worker(s)
@@ -124,11 +130,13 @@ def test_bad_input_on_every_input_topic_is_dead_lettered_and_the_next_frame_work
     assert {d.source_topic for d in letters} >= {names.frames, names.cameras}
     big = [d for d in letters if d.payload_bytes > 2_000_000]
     assert big and big[0].payload_bytes == len(BAD_FRAMES[-1][1])
+    measurements["bad_input"] = {"malformed_messages": want, "dead_lettered": len(letters),
+                                 "good_frames_after": 3, "good_frames_done": len(seen)}
 
 
 def test_broker_restart_the_worker_recovers_by_itself_and_reports_the_loss(
         make_settings: Callable[..., Settings], start_worker: Callable[[Settings], Worker],
-        jpegs: list[bytes], tmp_path) -> None:
+        jpegs: list[bytes], tmp_path, measurements: dict) -> None:
     from autosteer.infra.broker import LocalBroker
     from autosteer.infra.process import free_port
 
@@ -160,5 +168,9 @@ def test_broker_restart_the_worker_recovers_by_itself_and_reports_the_loss(
                 sent = False  # frames sent before the consumers were back: send again
         assert {10, 11, 12} <= seen
         assert time.monotonic() - restarted < 120
+        measurements["broker_restart"] = {
+            "frames_after_restart": 3, "lost_after_restart": 3 - len({10, 11, 12} & seen),
+            "recovered_s": round(time.monotonic() - restarted, 1),
+            "note": "tansu memory storage: topics and messages before the restart are gone"}
     finally:
         own.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from autosteer.infra.rtsp import RtspTestServer
@@ -29,7 +30,7 @@ class Collected:
 
 
 def test_rtsp_frames_arrive_and_ingest_reconnects_after_a_server_restart(
-        rtsp: RtspTestServer) -> None:
+        rtsp: RtspTestServer, measurements: dict) -> None:
     sink = Collected()
     ing = CameraIngest("cam7", rtsp.url, sink, max_fps=5, read_timeout_s=3, backoff_max_s=2)
     ing.start()
@@ -49,7 +50,12 @@ def test_rtsp_frames_arrive_and_ingest_reconnects_after_a_server_restart(
         assert ing.stats.state in ("backoff", "connecting")
         before = len(sink)
         rtsp.start()
-        wait_for(lambda: len(sink) >= before + 5, 60, "frames after the server restart")
+        up = time.monotonic()
+        wait_for(lambda: len(sink) >= before + 1, 60, "frames after the server restart")
+        measurements["rtsp_server_restart"] = {
+            "first_frame_after_restart_s": round(time.monotonic() - up, 1),
+            "reconnect_attempts": ing.stats.reconnects}
+        wait_for(lambda: len(sink) >= before + 5, 60, "more frames after the server restart")
         assert ing.stats.state == "streaming"
     finally:
         ing.stop()
@@ -73,7 +79,8 @@ def test_a_wrong_url_backs_off_without_hanging() -> None:
     assert not ing.is_alive()
 
 
-def test_a_stalled_stream_is_noticed_and_recovers(rtsp: RtspTestServer) -> None:
+def test_a_stalled_stream_is_noticed_and_recovers(rtsp: RtspTestServer,
+                                                  measurements: dict) -> None:
     """The server process is frozen (connection open, no frames): the read watchdog
     fires, ingest backs off and reconnects once the server runs again."""
     import os
@@ -88,13 +95,19 @@ def test_a_stalled_stream_is_noticed_and_recovers(rtsp: RtspTestServer) -> None:
     try:
         wait_for(lambda: len(sink) >= 3, 30, "first frames")
         os.kill(pid, signal.SIGSTOP)
+        stalled = time.monotonic()
         try:
             wait_for(lambda: ing.stats.reconnects >= 1, 30, "the stall watchdog")
+            noticed = time.monotonic() - stalled
             assert "stalled" in ing.stats.last_error or "cannot open" in ing.stats.last_error
         finally:
             os.kill(pid, signal.SIGCONT)
+        resumed = time.monotonic()
         before = len(sink)
         wait_for(lambda: len(sink) >= before + 3, 60, "frames after the stall")
+        measurements["rtsp_stall"] = {"stall_noticed_s": round(noticed, 1),
+                                      "frames_again_after_resume_s":
+                                          round(time.monotonic() - resumed, 1)}
     finally:
         ing.stop()
         ing.join(15)

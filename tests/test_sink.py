@@ -72,7 +72,7 @@ def clickhouse_for_this_test(tmp_path: Path, request: pytest.FixtureRequest) -> 
 
 
 def test_a_failed_insert_raises_store_error_and_is_retried(
-        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+        tmp_path: Path, request: pytest.FixtureRequest, measurements: dict) -> None:
     ch = clickhouse_for_this_test(tmp_path, request)
     store = ServerStore(ch.url(unique("db")))
     try:
@@ -98,7 +98,7 @@ def test_a_failed_insert_raises_store_error_and_is_retried(
 
 def test_clickhouse_down_for_60s_under_load_loses_and_duplicates_nothing(
         make_settings: Callable[..., Settings], start_worker: Callable[[Settings], Worker],
-        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+        tmp_path: Path, request: pytest.FixtureRequest, measurements: dict) -> None:
     ch = clickhouse_for_this_test(tmp_path, request)
     database = unique("db")
     s = make_settings(store="server", clickhouse_url=ch.url(database), roles="sink",
@@ -126,11 +126,13 @@ def test_clickhouse_down_for_60s_under_load_loses_and_duplicates_nothing(
         down_at = sent
         time.sleep(60)
         ch.start()
+        back_at = time.monotonic()
         produced_while_down = sent - down_at
         time.sleep(5)
         stop.set()
         loader.join()
         wait_for(lambda: _count(store, node) >= sent, 90, f"all {sent} rows after the outage")
+        all_in = time.monotonic()
         time.sleep(2)
         _, rows = store.query(
             f"SELECT count(), uniqExact(seq), min(seq), max(seq), "
@@ -138,6 +140,10 @@ def test_clickhouse_down_for_60s_under_load_loses_and_duplicates_nothing(
             f"WHERE node = '{node}'")
         assert produced_while_down > 1000
         assert tuple(rows[0]) == (sent, sent, 0, sent - 1, sent), "lost or duplicated rows"
+        measurements["clickhouse_down_60s"] = {
+            "rows": sent, "rows_produced_while_down": produced_while_down,
+            "lost": sent - int(rows[0][1]), "duplicates": int(rows[0][0]) - int(rows[0][4]),
+            "all_stored_after_restart_s": round(all_in - back_at, 1)}
     finally:
         stop.set()
         loader.join()

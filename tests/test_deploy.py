@@ -1,0 +1,42 @@
+"""`autosteer deploy examples/video.yaml` runs the pipeline end to end from the spec."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from autosteer.infra.clickhouse import LocalClickHouse
+from autosteer.infra.rtsp import RtspTestServer
+from autosteer.settings import Settings
+from autosteer.topics.names import TopicNames
+from autosteer.topics.records import Detection
+from helpers import cli, consume, unique
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_deploy_the_video_example_from_its_spec(
+        make_settings: Callable[..., Settings], clickhouse: LocalClickHouse,
+        rtsp: RtspTestServer, tmp_path: Path) -> None:
+    spec = tmp_path / "video.yaml"
+    spec.write_text((ROOT / "examples" / "video.yaml").read_text()
+                    .replace("rtsp://127.0.0.1:18554/cam1", rtsp.url))
+    s = make_settings(store="server", clickhouse_url=clickhouse.url(unique("db")),
+                      offload_policy="fixed")
+    res = cli(s, "deploy", str(spec), "--seconds", "25", "--log-dir", str(tmp_path / "logs"),
+              timeout_s=180)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert "edge-1" in res.stdout and "cloud-1" in res.stdout
+    dets: dict[int, Detection] = {}
+
+    def enough(msgs: list) -> bool:
+        d = Detection.parse(msgs[-1].value())
+        dets[d.seq] = d
+        return len(dets) >= 20 and {x.node for x in dets.values()} == {"edge-1", "cloud-1"}
+
+    consume(s, TopicNames(s.topic_prefix).detections, until=enough, timeout_s=30,
+            what="detections from both planned nodes")
+    assert {d.camera for d in dets.values()} == {"cam1"}
+    assert sum(d.counts().get("person", 0) for d in dets.values()) >= 20
