@@ -101,12 +101,14 @@ def main() -> None:
                                     "sent": sent, "done": len(seen), "lag": sent - len(seen),
                                     "dropped": cam.get("frames_dropped", 0)})
                     print(json.dumps(samples[-1]), flush=True)
+            cam = status(s.web_port)["cameras"].get("soak", {})
             prod.produce(names.cameras, key=b"soak",
                          value=CameraCommand(action="stop", camera="soak").dumps())
             prod.flush(10)
             time.sleep(2)
-            cam = status(s.web_port)["cameras"].get("soak", {})
-            sent = int(cam.get("frames_sent", 0))
+            # the camera leaves /status when stopped: its last numbers, plus what it sent
+            # between that reading and the stop (seqs are contiguous from 0)
+            sent = max(int(cam.get("frames_sent", 0)), max(seen, default=-1) + 1)
             drain_until = time.monotonic() + 60
             while len(seen) < sent and time.monotonic() < drain_until:
                 m = consumer.poll(0.5)
