@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     heartbeat_s: float = Field(5.0, gt=0.0, description="node heartbeat period")
     sink_batch_rows: int = Field(10_000, ge=1)
     sink_flush_s: float = Field(1.0, gt=0.0)
+    fault_injection: bool = Field(False, description="enable POST /fault (tests, benchmarks)")
     web_port: int = Field(6066, ge=1, le=65535)
     web_host: str = "127.0.0.1"
 

@@ -44,6 +44,7 @@ from autosteer.processors.ingest import CameraIngest
 from autosteer.settings import Settings
 from autosteer.streams.kafka import FrameSender
 from autosteer.streams.pipeline import (
+    Canary,
     DetectStage,
     Incoming,
     Prepared,
@@ -72,7 +73,7 @@ from autosteer.topics.records import (
 )
 
 log = logging.getLogger(__name__)
-ROLES = ("router", "edge", "cloud", "sink", "ingest")
+ROLES = ("router", "edge", "cloud", "sink", "ingest", "anomaly")
 
 
 def _credentials(s: Settings) -> Any:
@@ -145,6 +146,14 @@ class Pipeline:
         self.link = make_link(settings)
         self.decisions: deque[OffloadDecision] = deque(maxlen=600)
         self.quality: deque[QualityRecord] = deque(maxlen=1000)
+        # UI feeds: dicts with kind (anomaly, root_cause, drift, model_swap,
+        # retrain_request), ts_ms, title and optional sql, camera, tier
+        self.events: deque[dict[str, Any]] = deque(maxlen=1000)
+        self.fault_delay_ms = 0.0  # injected service time per detector batch (POST /fault)
+        self.stages: dict[str, DetectStage] = {}
+        self._models: dict[tuple[str, str], Detector] = {}  # loaded updates, by model@version
+        self._pending_updates: dict[str, list[Any]] = {}  # updates seen before the stage
+        self.watcher: Any = None
         self._shadow_credit = 0.0
         self._shadowed: dict[tuple[str, int], float] = {}  # shadow frames awaiting a pair
         self._pairs: dict[tuple[str, int], dict[str, Any]] = {}
@@ -167,11 +176,17 @@ class Pipeline:
                          self.names.detections, self.names.telemetry, self.names.deadletter,
                          self.names.cameras, self.names.telemetry_windows,
                          self.names.telemetry_nodes, self.names.offload_decisions,
-                         self.names.shadow, self.names.quality)
+                         self.names.shadow, self.names.quality, self.names.anomalies,
+                         self.names.rootcauses)
         }
         self._register_agents()
         from autosteer.streams.web import register_pages
 
+        self.control = None
+        if "anomaly" in self.roles:
+            from autosteer.streams.control import ControlPlane
+
+            self.control = ControlPlane(self)
         register_pages(self)
 
     # --- app -------------------------------------------------------------------------
@@ -273,6 +288,14 @@ class Pipeline:
                         self.names.telemetry_nodes: NODES, self.names.quality: QUALITY}, sink,
                     self.names.deadletter)
                 self.loader.start()
+        if self.roles & {"edge", "cloud"}:
+            @self.app.task
+            async def _watch_models() -> None:
+                from autosteer.streams.models import ModelWatcher
+
+                self.watcher = ModelWatcher(s, self.names.models_updates, self._on_update)
+                self.watcher.start()
+
         # every worker follows the heartbeats (the UI's node health; also gives a worker
         # with no other agent, e.g. sink only, a topic for Faust's consumer)
         self.app.agent(self.topics[self.names.telemetry_nodes], name="nodes")(self._nodes)
@@ -284,6 +307,8 @@ class Pipeline:
         @self.app.on_before_shutdown.connect
         async def _flush_telemetry(app: Any, **kw: Any) -> None:
             self._halt.set()
+            if self.watcher is not None:
+                self.watcher.stop()
             await self._emit_windows(force=True)
             if self.loader is not None:
                 self.loader.stop()
@@ -365,6 +390,43 @@ class Pipeline:
         self._watch(await self.topics[self.names.offload_decisions].send(
             key=self.settings.node.encode(), value=rec.dumps()))
 
+    # --- hot swap --------------------------------------------------------------------
+    def _on_update(self, update: Any) -> None:
+        """A model update (watcher thread): load it here, switch between batches."""
+        if update.tier not in self.roles:
+            return
+        if update.canary > 0:
+            key = (update.model, update.version)
+            if key not in self._models:
+                from autosteer.streams.models import load_update
+
+                tiers_here = max(1, len(self.roles & {"edge", "cloud"}))
+                threads = self.settings.intra_op_threads or max(
+                    1, (os.cpu_count() or 1) // tiers_here)
+                self._models[key] = load_update(update, self.settings, threads)
+        if update.tier not in self.stages:
+            self._pending_updates.setdefault(update.tier, []).append(update)
+            return
+        self._apply_update(update)
+
+    def _apply_update(self, update: Any) -> None:
+        stage = self.stages[update.tier]
+        det = self._models.get((update.model, update.version))
+        if update.canary >= 1.0 and det is not None:
+            stage.swap(det, update.thresholds)
+            what = "serving"
+        elif update.canary > 0 and det is not None:
+            stage.try_out(Canary(det, update.canary, frozenset(update.cameras),
+                                 dict(update.thresholds)))
+            what = f"canary {update.canary:.0%}"
+        else:
+            if stage.candidate is not None and stage.candidate.detector.version == update.version:
+                stage.try_out(None)
+            what = "rolled back"
+        log.warning("%s model %s@%s: %s", update.tier, update.model, update.version, what)
+        self.events.append({"kind": "model_swap", "ts_ms": now_ms(), "tier": update.tier,
+                            "title": f"{update.tier} {update.model}@{update.version}: {what}"})
+
     async def _feedback(self, stream: Any) -> None:
         """Detections -> ``policy.learn``: the offload policy sees what its choices did."""
         async for events in stream.take_events(256, within=0.05):
@@ -431,6 +493,9 @@ class Pipeline:
             stage = DetectStage(await loop.run_in_executor(infer_pool, self.detector, tier),
                                 tier, self.settings.node,  # type: ignore[arg-type]
                                 max_age_ms=self.settings.max_frame_age_ms)
+            self.stages[tier] = stage
+            for update in self._pending_updates.pop(tier, []):
+                self._apply_update(update)
             in_model: asyncio.Future | None = None
             async for events in stream.take_events(self.settings.batch_size,
                                                    within=self.settings.batch_wait_s):
@@ -454,7 +519,9 @@ class Pipeline:
                                  prepared: Prepared, events: Sequence[Any], taken: int,
                                  depth: int) -> None:
         loop = asyncio.get_running_loop()
-        results, failed = await loop.run_in_executor(pool, stage.infer, prepared, taken, depth)
+        results, failed = await loop.run_in_executor(
+            pool, functools.partial(stage.infer, prepared, taken, depth,
+                                    extra_s=self.fault_delay_ms / 1000))
         det_topic = self.topics[self.names.detections]
         tel_topic = self.topics[self.names.telemetry]
         node_key = self.settings.node.encode()

@@ -19,6 +19,7 @@ from autosteer.telemetry.schema import Table
 from autosteer.telemetry.sink import Position
 from autosteer.telemetry.window import Sample
 from autosteer.topics.records import (
+    Box,
     DeadLetter,
     Detection,
     FrameRecord,
@@ -122,6 +123,16 @@ class Prepared:
     shed: list[tuple[Incoming, FrameRecord]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Canary:
+    """A candidate model served to ``share`` of the frames of ``cameras`` (empty: all)."""
+
+    detector: Detector
+    share: float
+    cameras: frozenset[str] = frozenset()
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+
 class DetectStage:
     """Parse, decode and detect a batch of frames for one tier."""
 
@@ -131,10 +142,27 @@ class DetectStage:
         self.tier = tier
         self.node = node
         self.max_age_ms = max_age_ms
+        self.thresholds: dict[str, float] = {}  # per camera, for the current model
+        self.candidate: Canary | None = None
 
-    def swap(self, detector: Detector) -> None:
-        """Replace the model between batches (atomic: one attribute store)."""
+    def swap(self, detector: Detector, thresholds: dict[str, float] | None = None) -> None:
+        """Serve ``detector`` to every frame from the next batch on (one attribute store
+        each; a batch in flight finishes on the model it started with)."""
+        self.thresholds = dict(thresholds or {})
         self.detector = detector
+        self.candidate = None
+
+    def try_out(self, canary: Canary | None) -> None:
+        """Serve ``canary.detector`` to its share of its cameras' frames (None: stop)."""
+        self.candidate = canary
+
+    def _serving(self, frame: FrameRecord) -> tuple[Detector, dict[str, float]]:
+        c = self.candidate
+        # Knuth's multiplicative hash of seq: a spread-out, repeatable share of the frames
+        if c is not None and (not c.cameras or frame.camera in c.cameras) \
+                and (frame.seq * 2654435761) % 2**32 < c.share * 2**32:
+            return c.detector, c.thresholds
+        return self.detector, self.thresholds
 
     def process(self, items: Sequence[Incoming], taken_ms: int,
                 queue_depth: int = 0) -> tuple[list[Result], list[Rejected]]:
@@ -180,22 +208,36 @@ class DetectStage:
                                 infer_ms=0, total_ms=age)))
         return out
 
-    def infer(self, prepared: Prepared, taken_ms: int,
-              queue_depth: int = 0) -> tuple[list[Result], list[Rejected]]:
+    def infer(self, prepared: Prepared, taken_ms: int, queue_depth: int = 0,
+              extra_s: float = 0.0) -> tuple[list[Result], list[Rejected]]:
         """Detect on the prepared frames; returns results and frames the model failed on."""
         good = prepared.good
         if not good:
             return [], []
-        detector = self.detector  # one model for the whole batch, even if swapped meanwhile
+        # each frame's model is fixed here, for the whole batch, even if swapped meanwhile
+        serving = [self._serving(g[1]) for g in good]
+        groups: dict[int, list[int]] = {}
+        for i, (det, _) in enumerate(serving):
+            groups.setdefault(id(det), []).append(i)
+        all_boxes: list[list[Box]] = [[] for _ in good]
         t0 = time.perf_counter()
         try:
-            all_boxes = detector.detect([g[2] for g in good])
+            for idx in groups.values():
+                det = serving[idx[0]][0]
+                for i, boxes in zip(idx, det.detect([good[i][2] for i in idx]), strict=True):
+                    all_boxes[i] = boxes
+            if extra_s > 0:  # injected fault: a slower node (tests, benchmarks)
+                time.sleep(extra_s * len(good))
         except Exception as exc:  # a model failure rejects the batch, never kills the agent
             return [], [Rejected(g[0], exc) for g in good]
         infer_ms = (time.perf_counter() - t0) * 1000 / len(good)
         done = now_ms()
         results = []
-        for (it, frame, image, decode_ms), boxes in zip(good, all_boxes, strict=True):
+        for n, ((it, frame, image, decode_ms), boxes) in enumerate(
+                zip(good, all_boxes, strict=True)):
+            detector, thresholds = serving[n]
+            if frame.camera in thresholds:  # a per-camera threshold from retraining
+                boxes = [b for b in boxes if b.score >= thresholds[frame.camera]]
             produced = it.produced_ms or frame.ts_ms
             routed = it.routed_ms or produced
             received = max(routed, min(it.received_ms or routed, taken_ms))

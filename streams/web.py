@@ -1019,12 +1019,29 @@ def register_pages(pipeline: Pipeline) -> Web:
     class IndexNoSlash(Index):
         pass
 
+    class Fault(web.View):
+        """Fault injection for tests and benchmarks (AUTOSTEER_FAULT_INJECTION=true):
+        ``POST /fault?delay_ms=50`` adds that much service time to every detector batch
+        of this worker; ``delay_ms=0`` removes it."""
+
+        async def post(self, request: web.Request) -> web.Response:
+            if not pipeline.settings.fault_injection:
+                return self.json({"error": "fault injection is off; set "
+                                  "AUTOSTEER_FAULT_INJECTION=true"}, status=403)
+            try:
+                delay = float(request.query.get("delay_ms", "0"))
+            except ValueError:
+                return self.json({"error": "delay_ms must be a number"}, status=400)
+            pipeline.fault_delay_ms = max(0.0, delay)
+            return self.json({"node": pipeline.settings.node, "delay_ms": delay})
+
     for path, view in (("/health", Health), ("/ready", Ready), ("/sql", Sql),
                        ("/status", Status), ("/metrics", Metrics), ("/ui/", Index),
                        ("/ui", IndexNoSlash),
                        ("/api/graph", GraphApi), ("/api/cameras", CamerasApi),
                        ("/api/cameras/{camera}/thumbnail.jpg", Thumbnail),
-                       ("/api/timeline", TimelineApi), ("/api/feeds", FeedsApi)):
+                       ("/api/timeline", TimelineApi), ("/api/feeds", FeedsApi),
+                       ("/fault", Fault)):
         app.page(path)(view)
     app.web.add_static("/ui/static/", STATIC_DIR)
     return ui

@@ -84,6 +84,27 @@ class TopicNames:
         return self._n("quality")
 
     @property
+    def anomalies(self) -> str:
+        """Anomalies on telemetry series. Key: node. Value: Anomaly (anomaly/records.py)."""
+        return self._n("anomalies")
+
+    @property
+    def rootcauses(self) -> str:
+        """Ranked root causes of each anomaly, with evidence and SQL. Key: node.
+        Value: RootCause (rootcause/records.py)."""
+        return self._n("rootcauses")
+
+    @property
+    def retrain_requests(self) -> str:
+        """Drift and RCA ask for a better model. Key: camera. Value: RetrainRequest."""
+        return self._n("retrain.requests")
+
+    @property
+    def models_updates(self) -> str:
+        """New model versions and their rollout. Key: model. Value: ModelUpdate."""
+        return self._n("models.updates")
+
+    @property
     def deadletter(self) -> str:
         """Messages that broke the contract, with the reason. Value: DeadLetter."""
         return self._n("deadletter")
@@ -109,5 +130,9 @@ class TopicNames:
             TopicSpec(self.offload_decisions, 1, "offload decisions", True),
             TopicSpec(self.shadow, partitions, "shadow results", True),
             TopicSpec(self.quality, partitions, "edge/cloud agreement", True),
+            TopicSpec(self.anomalies, 1, "anomalies", True),
+            TopicSpec(self.rootcauses, 1, "root causes", True),
+            TopicSpec(self.retrain_requests, 1, "retrain requests", True),
+            TopicSpec(self.models_updates, 1, "model updates", True),
             TopicSpec(self.deadletter, 1, "dead letters", True),
         ]

@@ -1,0 +1,94 @@
+"""The control plane's agents: anomalies on telemetry, their root causes, and the actions
+they call for. Registered on a :class:`~autosteer.streams.app.Pipeline` whose roles
+include ``anomaly``.
+
+- ``<prefix>.telemetry.windows`` (and heartbeats) -> :class:`AnomalyMonitor` ->
+  ``<prefix>.anomalies``;
+- each anomaly -> :class:`RootCauseAnalyzer` over the telemetry store ->
+  ``<prefix>.rootcauses`` (ranked causes, evidence, the SQL that reproduces it).
+
+Both go to the worker's ``events`` feed (the UI) too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from autosteer.anomaly.monitor import AnomalyMonitor
+from autosteer.anomaly.records import Anomaly
+from autosteer.errors import RecordError, StoreError
+from autosteer.rootcause.analyzer import RootCauseAnalyzer
+from autosteer.topics.records import WindowRecord, now_ms
+
+if TYPE_CHECKING:
+    from autosteer.streams.app import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class ControlPlane:
+    """Anomaly detection and root-cause analysis inside one worker."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+        self.monitor = AnomalyMonitor()
+        self.anomalies = 0
+        self.rootcauses = 0
+        names = pipeline.names
+        app = pipeline.app
+        app.agent(pipeline.topics[names.telemetry_windows], name="anomaly-windows")(
+            self._windows)
+
+    async def _windows(self, stream: Any) -> None:
+        async for events in stream.take_events(256, within=0.2):
+            found: list[Anomaly] = []
+            for e in events:
+                try:
+                    found += self.monitor.update(WindowRecord.parse(e.message.value))
+                except RecordError:
+                    continue
+            # heartbeats this worker's nodes agent has seen since the last batch
+            for seen_at, rec in list(self.p.nodes.values()):
+                if seen_at > self._last_nodes:
+                    found += self.monitor.update_node(rec)
+            self._last_nodes = max([t for t, _ in self.p.nodes.values()], default=0.0)
+            for a in found:
+                await self._publish(a)
+
+    _last_nodes = 0.0
+
+    async def _publish(self, a: Anomaly) -> None:
+        p = self.p
+        self.anomalies += 1
+        log.warning("anomaly %s: score %.1f on %s", a.id, a.score, ", ".join(a.metrics))
+        p.events.append({"kind": "anomaly", "ts_ms": now_ms(), "title": f"{a.metric} on "
+                         f"{a.node}/{a.camera or '-'}/{a.tier or '-'}", "camera": a.camera,
+                         "tier": a.tier, "id": a.id})
+        p._watch(await p.topics[p.names.anomalies].send(key=a.node.encode(), value=a.dumps()))
+        loop = asyncio.get_running_loop()
+        # the anomalous windows reach the store through the sink: give it a flush or two
+        await asyncio.sleep(2 * p.settings.sink_flush_s + 1.0)
+        try:
+            rc = await loop.run_in_executor(None, self._analyze, a)
+        except StoreError as exc:
+            log.warning("root-cause analysis of %s failed: %s", a.id, exc)
+            return
+        self.rootcauses += 1
+        top = rc.causes[0] if rc.causes else None
+        p.events.append({
+            "kind": "root_cause", "ts_ms": now_ms(), "id": a.id,
+            "title": (f"{top.dimension}={top.value} {top.metric} ({top.cause_type})"
+                      if top else "no cause found"),
+            "sql": top.sql if top else ""})
+        p._watch(await p.topics[p.names.rootcauses].send(key=a.node.encode(), value=rc.dumps()))
+
+    def _analyze(self, a: Anomaly) -> Any:
+        """Periods in windows: a baseline of 60 windows (10 min at 10 s windows) ending 2
+        windows before the anomaly, which spans at least 3 windows."""
+        w = max(1, a.window_s)
+        analyzer = RootCauseAnalyzer(self.p.store, baseline_s=60 * w, gap_s=2 * w,
+                                     min_anomaly_s=3 * w)
+        return analyzer.analyze(a, until_ms=now_ms())
+
