@@ -69,6 +69,18 @@ class Settings(BaseSettings):
                               description="share of frames routed to edge (policy 'fixed')")
     shadow_rate: float = Field(0.05, ge=0.0, le=1.0, description="share of edge frames also "
                                "sent to the cloud to measure edge/cloud agreement")
+    drift_warmup: int = Field(30, ge=5, description="shadow pairs per camera before drift "
+                              "detection starts")
+    retrain_window_s: float = Field(10.0, gt=0, description="a retrain request learns from "
+                                    "shadow frames from this long before it on")
+    retrain_collect_s: float = Field(15.0, ge=0, description="the retrainer waits this long "
+                                     "for teacher frames after a request")
+    retrain_requantize: bool = Field(False, description="also re-calibrate the INT8 model's "
+                                     "quantization on the teacher frames (slower)")
+    canary_share: float = Field(0.25, gt=0.0, le=1.0, description="share of a camera's frames "
+                                "a new version serves before it is judged")
+    registry_dir: Path = Field(default_factory=lambda: _home() / "registry",
+                               description="versioned models (a filesystem every worker mounts)")
     accuracy_floor: float = Field(0.0, ge=0.0, le=1.0,
                                   description="least expected agreement with the cloud model")
     edge_frame_ms: float = Field(20.0, gt=0.0, description="profile: edge ms per frame")

@@ -32,16 +32,24 @@ import argparse
 import heapq
 import json
 import math
+import os
 import random
+import signal
 import statistics
+import subprocess
 import sys
+import tempfile
+import threading
 import time
-from collections import deque
+import uuid
+import zlib
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from autosteer.infra.process import free_port, wait_port
 from autosteer.offload import (
     CloudOnly,
     DeepDecisionStyle,
@@ -61,6 +69,10 @@ from autosteer.offload import (
     SystemProfile,
     TierProfile,
 )
+from autosteer.settings import Settings
+from autosteer.topics.admin import ensure_topics
+from autosteer.topics.names import TopicNames
+from autosteer.topics.records import Detection, FrameRecord, OffloadDecision
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -132,10 +144,11 @@ class Frame:
     size: int
 
 
-def trace(load: str, duration_s: float, seed: int) -> list[Frame]:
+def trace(load: str, duration_s: float, seed: int,
+          loads: dict[str, tuple] = LOADS) -> list[Frame]:
     """Periodic cameras (random phase, 2 ms capture jitter) plus backlog chunks (busy)."""
     rng = random.Random(seed)
-    n_cam, fps, chunk = LOADS[load]
+    n_cam, fps, chunk = loads[load]
     sigma = math.sqrt(math.log(1 + FRAME_CV ** 2))
 
     def size() -> int:
@@ -279,7 +292,8 @@ class Sim:
                     ts = round(f.t * 1000) / 1000
                     obs = Observation(
                         camera=f.camera, tier=tier, total_ms=(t - ts) * 1000,
-                        infer_ms=s / len(batch) * 1000, queue_ms=(started - t_routed) * 1000,
+                        infer_ms=s / len(batch) * 1000,
+                        queue_ms=(started - t_routed - transit) * 1000,
                         seq=f.seq, ts_ms=int(round(f.t * 1000)),
                         link_ms=transit * 1000 if tier == "cloud" else 0.0)
                     self._at(back + FEEDBACK_S, "observe", obs)
@@ -462,6 +476,296 @@ def _panel(y0: float, w: float, h: float, pad: float, xmax: float, ymax: float, 
     return "\n".join(out)
 
 
+# -- the real pipeline ----------------------------------------------------------------------
+# One worker (router, edge, cloud agents) on a real tansu broker per policy, the emulated
+# link in its router, frames of vtest.avi replayed in real time. Both detectors run on
+# this machine's cores, so the "edge" and "cloud" tiers compete for the same CPU.
+REAL_LINK = (20.0, 20.0, 1.0)  # Mbit/s, one-way delay ms, jitter ms (40 ms RTT)
+REAL_LOAD = (2, 6.0, (12, 6.0))  # cameras, fps each, backlog chunk (frames, every s)
+REAL_POLICIES = ("controller", "edge-only", "cloud-only", "fastva", "jsec", "deepdecision")
+REAL_QUICK = ("controller", "jsec", "fastva")
+REAL_WARMUP_S = 8.0
+VIDEO_FRAMES = 120  # distinct frames of vtest.avi, JPEG-encoded once, replayed in a loop
+
+
+@dataclass
+class RealRun:
+    """What one policy did on the real pipeline; wall times in s since the replay began."""
+
+    policy: str
+    frames: list[Frame]
+    done: dict[tuple[str, int], tuple[str, float, float]]  # key -> tier, total_ms, done_t
+    decisions: list  # (t, OffloadDecision)
+    ended_t: float  # when waiting for results stopped
+    startup_s: float
+    detections: list = field(default_factory=list)  # every Detection read back
+
+
+class Collector(threading.Thread):
+    """Reads detections and offload decisions of one topic prefix in the background."""
+
+    def __init__(self, s: Settings) -> None:
+        super().__init__(name="collector", daemon=True)
+        from confluent_kafka import Consumer
+
+        self.names = TopicNames(s.topic_prefix)
+        self._consumer = Consumer(s.consumer_config(f"bench-{uuid.uuid4().hex[:8]}"))
+        self._consumer.subscribe([self.names.detections, self.names.offload_decisions])
+        self.detections: list[Detection] = []
+        self.decisions: list[tuple[float, OffloadDecision]] = []
+        self._halt = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                for m in self._consumer.consume(256, timeout=0.1):
+                    if m.error():
+                        continue
+                    with self.lock:
+                        if m.topic() == self.names.detections:
+                            self.detections.append(Detection.parse(m.value()))
+                        else:
+                            self.decisions.append((time.time(), OffloadDecision.parse(m.value())))
+        finally:
+            self._consumer.close()
+
+    def seen(self) -> set[tuple[str, int]]:
+        with self.lock:
+            return {(d.camera, d.seq) for d in self.detections}
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+
+
+def video_jpegs(video: Path, quality: int, n: int = VIDEO_FRAMES) -> list[bytes]:
+    import cv2
+    from autosteer.processors.decode import encode_jpeg
+
+    cap = cv2.VideoCapture(str(video))
+    out = []
+    while len(out) < n:
+        ok, img = cap.read()
+        if not ok:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            continue
+        out.append(encode_jpeg(img, quality))
+    cap.release()
+    return out
+
+
+def measure_real_profile(s: Settings, jpegs: list[bytes], n: int = 8) -> tuple[float, float]:
+    """Per-frame ms (JPEG decode + inference, batch 1, 1 thread) of the edge and cloud
+    models now, on this machine: the profile every policy is given."""
+    from autosteer.processors.decode import decode_jpeg
+    from autosteer.processors.detector import load_detector
+
+    out = []
+    for name in (s.edge_model, s.cloud_model):
+        det = load_detector(s.model_dir, name, providers=s.providers, intra_op_threads=1,
+                            score_threshold=s.score_threshold)
+        det.detect([decode_jpeg(jpegs[0])])
+        ms = []
+        for j in jpegs[1:n + 1]:
+            t0 = time.perf_counter()
+            det.detect([decode_jpeg(j)])
+            ms.append((time.perf_counter() - t0) * 1000)
+        out.append(statistics.median(ms))
+    return out[0], out[1]
+
+
+def worker_env(s: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOSTEER_")}
+    for name, value in s.model_dump().items():
+        if value is not None:
+            env[f"AUTOSTEER_{name.upper()}"] = str(value)
+    return env
+
+
+def replay(s: Settings, frames: list[Frame], jpegs: list[bytes], collector: Collector,
+           drain_s: float) -> tuple[float, float]:
+    """Produce ``frames`` in real time (capture time = scheduled time), then wait up to
+    ``drain_s`` for their results. Returns (wall time of t=0, seconds waited in all)."""
+    from confluent_kafka import Producer
+
+    producer = Producer(s.producer_config())
+    topic = TopicNames(s.topic_prefix).frames
+    t0 = time.time() + 0.2
+    for f in frames:
+        wait = t0 + f.t - time.time()
+        if wait > 0:
+            time.sleep(wait)
+        rec = FrameRecord(camera=f.camera, seq=f.seq, ts_ms=int((t0 + f.t) * 1000),
+                          jpeg=jpegs[(zlib.crc32(f.camera.encode()) + f.seq) % len(jpegs)])
+        producer.produce(topic, key=f.camera.encode(), value=rec.dumps())
+        producer.poll(0)
+    producer.flush(30)
+    want = {(f.camera, f.seq) for f in frames}
+    deadline = time.time() + drain_s
+    while time.time() < deadline and not want <= collector.seen():
+        time.sleep(0.1)
+    return t0, time.time() - t0
+
+
+def wait_ready(s: Settings, collector: Collector, jpeg: bytes, timeout_s: float = 90) -> None:
+    """Feed a probe camera one frame every 0.5 s until its first result comes back (the
+    worker's agents hold their partitions and the models are loaded)."""
+    from confluent_kafka import Producer
+
+    producer = Producer(s.producer_config())
+    topic = TopicNames(s.topic_prefix).frames
+    deadline = time.monotonic() + timeout_s
+    seq = 0
+    while not any(c == "probe" for c, _ in collector.seen()):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no result from the worker within {timeout_s:.0f}s")
+        producer.produce(topic, key=b"probe", value=FrameRecord(
+            camera="probe", seq=seq, ts_ms=int(time.time() * 1000), jpeg=jpeg).dumps())
+        producer.flush(5)
+        seq += 1
+        time.sleep(0.5)
+
+
+def stop_group(proc: subprocess.Popen, timeout_s: float = 20) -> None:
+    """SIGTERM the process group, SIGKILL it if it has not exited in ``timeout_s``."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def run_real(base: Settings, policy: str, frames: list[Frame], jpegs: list[bytes],
+             workdir: Path, drain_s: float) -> RealRun:
+    """One fresh worker for ``policy`` (fresh topics too), the replay, then stop it."""
+    s = base.model_copy(update={
+        "topic_prefix": f"offl{uuid.uuid4().hex[:6]}", "roles": "router,edge,cloud",
+        "offload_policy": policy, "web_port": free_port(), "state_dir": workdir,
+        "node": f"bench-{policy}",
+    })
+    ensure_topics(s)
+    log = workdir / f"worker-{policy}.log"
+    started = time.monotonic()
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "autosteer.streams.cli", "-l", "warning", "worker"],
+            env=worker_env(s), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    collector = Collector(s)
+    collector.start()
+    try:
+        wait_port(s.web_port, 90, what="worker", proc=worker, log_file=log)
+        wait_ready(s, collector, jpegs[0])
+        startup = time.monotonic() - started
+        t0, ended = replay(s, frames, jpegs, collector, drain_s)
+    finally:
+        stop_group(worker)
+        collector.stop()
+    done = {(d.camera, d.seq): (d.tier, d.latency.total_ms, d.ts_ms / 1000 - t0
+                                + d.latency.total_ms / 1000)
+            for d in collector.detections if d.camera != "probe"}
+    decisions = [(rec.ts_ms / 1000 - t0, rec) for _, rec in collector.decisions]
+    return RealRun(policy, frames, done, decisions, ended, startup, collector.detections)
+
+
+def summarize_real(run: RealRun, warmup_s: float, duration_s: float) -> dict:
+    """Latency (unfinished frames count with the time they waited), throughput in the
+    scored window, cloud share, accuracy proxy; as in :func:`summarize`."""
+    scored = [f for f in run.frames if warmup_s <= f.t <= duration_s]
+    lat, tiers = [], []
+    for f in scored:
+        tier, total_ms, _ = run.done.get((f.camera, f.seq), ("", math.nan, math.nan))
+        lat.append(total_ms if tier else (run.ended_t - f.t) * 1000)
+        tiers.append(tier)
+    lat_a = np.array(lat)
+    served = sum(1 for f in scored if (f.camera, f.seq) in run.done
+                 and run.done[(f.camera, f.seq)][2] <= duration_s)
+    n_cloud, n_edge = tiers.count("cloud"), tiers.count("edge")
+    return {
+        "p50": float(np.percentile(lat_a, 50)), "p95": float(np.percentile(lat_a, 95)),
+        "p99": float(np.percentile(lat_a, 99)), "mean": float(lat_a.mean()),
+        "fps": served / (duration_s - warmup_s),
+        "offered_fps": len(scored) / (duration_s - warmup_s),
+        "unfinished": len(scored) - n_cloud - n_edge,
+        "cloud_share": n_cloud / max(n_cloud + n_edge, 1),
+        "accuracy": (n_cloud * ACCURACY["cloud"] + n_edge * ACCURACY["edge"])
+        / max(n_cloud + n_edge, 1),
+        "startup_s": run.startup_s,
+    }
+
+
+def real_model_mape(run: RealRun, warmup_s: float, duration_s: float) -> tuple[float, list]:
+    """Each decision's predicted mean vs the next decision's measured mean (the frames
+    seen back in between), over decisions made after the warm-up and before the end."""
+    recs = sorted(run.decisions, key=lambda d: d[0])
+    pairs = [(t, a.predicted_mean_ms, b.measured_mean_ms)
+             for (t, a), (t2, b) in zip(recs, recs[1:], strict=False)
+             if warmup_s <= t and t2 <= duration_s + 1.0
+             and a.predicted_mean_ms is not None and b.measured_mean_ms]
+    if not pairs:
+        return math.nan, []
+    return statistics.mean(abs(p - m) / m for _, p, m in pairs), pairs
+
+
+def real_compare(names: tuple[str, ...], duration_s: float, seed: int,
+                 drain_s: float) -> dict:
+    """Every policy in ``names`` on the same replayed load, the same link and the same
+    profile (measured here and now)."""
+    from autosteer.infra.broker import LocalBroker
+    from autosteer.infra.sample import ensure_sample_video
+    from autosteer.processors.prepare import prepare_models
+
+    base = Settings()
+    video = ensure_sample_video(base.sample_video)
+    prepare_models(base.model_dir, video)
+    jpegs = video_jpegs(video, base.jpeg_quality)
+    edge_ms, cloud_ms = measure_real_profile(base, jpegs)
+    frames = trace("real", duration_s, seed, loads={"real": REAL_LOAD})
+    mbps, delay_ms, jitter_ms = REAL_LINK
+    kb = statistics.mean(map(len, jpegs)) / 1000
+    print(f"real pipeline: edge {edge_ms:.1f} ms/frame, cloud {cloud_ms:.1f} ms/frame "
+          f"(decode + infer, 1 thread, measured now); JPEG {kb:.0f} KB; "
+          f"link {mbps:g} Mbit/s, {delay_ms:g} ms one way; {len(frames)} frames over "
+          f"{duration_s:.0f} s, first {REAL_WARMUP_S:.0f} s not scored", flush=True)
+    rows: dict[str, dict] = {}
+    mape, pairs = math.nan, []
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = LocalBroker(free_port(), Path(tmp))
+        broker.start()
+        try:
+            prof = base.model_copy(update={
+                "kafka_bootstrap": broker.bootstrap, "edge_frame_ms": round(edge_ms, 2),
+                "cloud_frame_ms": round(cloud_ms, 2), "link_mbps": mbps,
+                "link_delay_ms": delay_ms, "link_jitter_ms": jitter_ms,
+                "max_frame_age_ms": 0, "intra_op_threads": 1})
+            for name in names:
+                run = run_real(prof, name, frames, jpegs, Path(tmp), drain_s)
+                rows[name] = summarize_real(run, REAL_WARMUP_S, duration_s)
+                r = rows[name]
+                print(f"  {name:13} p50 {r['p50']:7.1f} p95 {r['p95']:7.1f} p99 {r['p99']:7.1f} "
+                      f"mean {r['mean']:7.1f} ms; {r['fps']:5.1f}/{r['offered_fps']:.1f} fps; "
+                      f"cloud {r['cloud_share']:.2f}; acc {r['accuracy']:.3f}; "
+                      f"unfinished {r['unfinished']}; startup {r['startup_s']:.0f} s", flush=True)
+                if name == "controller":
+                    mape, pairs = real_model_mape(run, REAL_WARMUP_S, duration_s)
+                    reasons = Counter(d.reason.split(":")[0] for _, d in run.decisions)
+                    ratios = [d.offload_ratio for t, d in run.decisions if t >= REAL_WARMUP_S]
+                    print(f"  controller: {len(pairs)} decisions paired, model MAPE {mape:.3f}; "
+                          f"offload ratio mean {statistics.mean(ratios or [math.nan]):.2f}; "
+                          f"reasons {dict(reasons)}", flush=True)
+        finally:
+            broker.stop()
+    baselines = {n: r for n, r in rows.items() if n != "controller"}
+    best = min(baselines, key=lambda n: baselines[n]["p95"]) if baselines else None
+    ratio = (rows["controller"]["p95"] / baselines[best]["p95"]
+             if best and "controller" in rows else math.nan)
+    return {"rows": rows, "best": best, "ratio": ratio, "mape": mape, "pairs": pairs,
+            "edge_ms": edge_ms, "cloud_ms": cloud_ms}
+
+
 # -- main -----------------------------------------------------------------------------------
 Table = dict[tuple[str, str, str], list[dict]]  # (load, link, policy) -> one summary per seed
 
@@ -519,10 +823,16 @@ def online_mape(prof: SystemProfile, duration: float, seed: int) -> float:
 
 
 def main() -> None:
+    # a killed run still stops the broker and worker it started (finally blocks run)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="40 s runs, 1 seed")
     ap.add_argument("--measure", action="store_true", help="re-measure service-time profiles")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-real", action="store_true", help="skip the real-pipeline runs")
+    ap.add_argument("--real-policies", default=None,
+                    help="comma list of policies for the real runs (default: "
+                         f"{','.join(REAL_QUICK)} with --quick, else all)")
     args = ap.parse_args()
     duration = 40.0 if args.quick else 120.0
     seeds = [args.seed] if args.quick else [args.seed + i for i in range(3)]
@@ -560,6 +870,20 @@ def main() -> None:
     write_svg(svg, tests)
     print(f"wrote {svg}; took {time.perf_counter() - t_start:.1f} s")
 
+    real = None
+    if not args.no_real:
+        names = (tuple(args.real_policies.split(",")) if args.real_policies
+                 else REAL_QUICK if args.quick else REAL_POLICIES)
+        real = real_compare(names, 30.0 if args.quick else 60.0, seeds[0],
+                            drain_s=5.0 if args.quick else 15.0)
+        if real["best"]:
+            print(f"real p95 controller / best baseline ({real['best']}): "
+                  f"{real['ratio']:.3f}; model MAPE (mean, next interval) {real['mape']:.3f}")
+    print(f"took {time.perf_counter() - t_start:.1f} s in all")
+
+    def num(v: float) -> float | None:
+        return None if v is None or not math.isfinite(v) else round(v, 3)
+
     ours = [r for k, v in table.items() if k[2] == "ours" for r in v]
     print(json.dumps({
         "p95_ratio_empty": round(ratios["empty"], 3),
@@ -572,7 +896,13 @@ def main() -> None:
                                   for st in tests},
         "ours_decide_us_mean": round(statistics.mean(r["decide_us"] for r in ours), 1),
         "ours_decide_us_p50": round(statistics.mean(r["decide_p50_us"] for r in ours), 1),
-        "real_p95_ratio": None, "model_mape": None,
+        "real_p95_ratio": num(real["ratio"]) if real else None,
+        "model_mape": num(real["mape"]) if real else None,
+        "real_best_baseline": real["best"] if real else None,
+        "real": {n: {k: round(v, 3) for k, v in r.items()} for n, r in real["rows"].items()}
+        if real else None,
+        "real_profile_ms": {"edge": round(real["edge_ms"], 1), "cloud": round(real["cloud_ms"], 1)}
+        if real else None,
         "quick": args.quick, "duration_s": duration, "seeds": seeds,
     }))
 

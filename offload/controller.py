@@ -6,9 +6,11 @@ by deficit round robin: one credit grows by each frame's camera's cloud share an
 frame spends 1 (one credit for all cameras spaces cloud frames evenly on the wire).
 While either tier keeps the credit within ``slack`` frames of the exact split, the frame
 goes to the tier predicted to finish it first (virtual clocks of the edge queue, the wire
-and the cloud); otherwise to the one the credit demands. If that tier's predicted
+and the cloud); otherwise to the one the credit demands. If the chosen tier's predicted
 completion is past the deadline and the other would finish sooner, the frame goes there
-instead (a queue spiked).
+instead (a queue spiked). Until the link's bandwidth has been measured from frames queued
+behind each other, a frame arriving right behind a cloud frame follows it (a packet pair
+probe).
 
 Per control step (``tick``): estimate the model's inputs from telemetry
 (:class:`~autosteer.offload.live.LiveState`), minimise ``p95 + mean_weight * mean`` of the
@@ -86,6 +88,10 @@ class ControlConfig:
     - ``hysteresis_ms``: keep the previous split unless the model gains this much.
     - ``calibrate_util``: least edge utilization at which measured queue waits
       recalibrate the arrival variability.
+    - ``rate_window_s``, ``rate_min_span_s``: camera rates are counted over this window,
+      and a camera that just appeared over at least the span: long enough that a backlog
+      dumped at once is not taken for a sustained rate (the per-frame router absorbs it),
+      short enough to follow cameras joining and leaving.
     - ``deadline_ms``: per-frame deadline; None = ``deadline_slack`` x predicted p95.
     - ``auto_tick``: run control steps from ``decide`` when due (else call ``tick``).
     """
@@ -100,6 +106,8 @@ class ControlConfig:
     slack: float = 1.0
     hysteresis_ms: float = 1.0
     calibrate_util: float = 0.1
+    rate_window_s: float = 10.0
+    rate_min_span_s: float = 1.0
     deadline_ms: float | None = None
     deadline_slack: float = 1.0
     auto_tick: bool = True
@@ -131,7 +139,8 @@ class OffloadController:
         self.config = config
         self.clock = clock
         self._cfg = config or ControlConfig()
-        self._live = LiveState(profile)
+        self._live = LiveState(profile, rate_window_s=self._cfg.rate_window_s,
+                               rate_min_span_s=self._cfg.rate_min_span_s)
         self._offload: dict[str, float] = {}
         self._credit = 0.0
         self._next_tick: float | None = None
@@ -140,6 +149,9 @@ class OffloadController:
         self._overrides = 0
         self._ca2 = 1.0
         self._ca2_seen = False
+        self._edge_batch = 1.0  # the model's mean edge batch at the current split
+        self._last_cloud = -math.inf  # when the last cloud frame was sent
+        self._probed = False  # that frame was a probe (probes go in pairs, not trains)
         self._last: ControlDecision | None = None
 
     def __repr__(self) -> str:
@@ -165,7 +177,7 @@ class OffloadController:
                 log.exception("offload control step failed; keeping the previous split")
         cam = frame.camera
         size = frame.size_bytes or int(live.size(cam))
-        done = {t: live.completion_s(t, size, now) for t in ("edge", "cloud")}
+        done = {t: live.completion_s(t, size, now) + live.overhead_s(t) for t in ("edge", "cloud")}
         credit = self._credit + self._offload.get(cam, self._default_share())
         if credit >= 1.0 + cfg.slack:
             tier: Tier = "cloud"
@@ -177,14 +189,28 @@ class OffloadController:
         if done[tier] > self._deadline_s and done[other] < done[tier]:
             tier = other  # deadline-aware: a queue spiked
             self._overrides += 1
+        probe = tier == "edge" and self._probe_due(size, now)
+        if probe:
+            tier = "cloud"
         if tier == "cloud":
             credit -= 1.0
+            self._last_cloud, self._probed = now, probe
         self._credit = min(max(credit, -cfg.slack), 1.0 + cfg.slack)
         live.dispatch(frame, tier, now)
         return tier
 
     def learn(self, obs: Observation) -> None:
         self._live.learn(obs, self.clock())
+
+    def _probe_due(self, size: int, now: float) -> bool:
+        """Send this frame right behind the last cloud frame, so the two queue on the wire
+        and their arrival gap measures the bandwidth (until three such pairs were seen). A
+        probe goes even past the deadline: a few frames pay for a link estimate that is
+        otherwise only a pessimistic bound (``size / transit``), which can hold the model
+        in a false overload for good."""
+        link = self._live.link
+        return (link.pairs < 3 and not self._probed and link.samples > 0
+                and now - self._last_cloud < link.wire_s(size) / 2)
 
     # -- visibility ---------------------------------------------------------------------
     def last_decision(self) -> ControlDecision | None:
@@ -211,26 +237,32 @@ class OffloadController:
             return None
         cams = sorted(rates)
         cloud = self.profile.cloud
-        scaled = TierProfile(tuple(b * live.cloud_scale for b in cloud.batch_s),
+        f_e, f_c = live.contention(now_s)  # measured times over times alone
+        scaled = TierProfile(tuple(b * live.cloud_scale / f_c for b in cloud.batch_s),
                              cloud.servers, cloud.accuracy, cloud.scv)
         return ModelInputs(
             rates_fps=tuple(rates[c] for c in cams),
             sizes_bytes=tuple(live.size(c) for c in cams),
-            edge_s=live.edge_s, cloud=scaled, bandwidth_Bps=link.bandwidth_Bps,
+            edge_s=live.edge_s / f_e, cloud=scaled, bandwidth_Bps=link.bandwidth_Bps,
             delay_s=link.delay_s, jitter_s=link.jitter_s,
             arrival_scv=self._ca2,
             edge_scv=min(live.edge_scv, 1.0), size_scv=min(live.size_scv, 1.0),
-            edge_accuracy=self.profile.edge.accuracy, cloud_accuracy=cloud.accuracy)
+            edge_accuracy=self.profile.edge.accuracy, cloud_accuracy=cloud.accuracy,
+            edge_batch=self.profile.edge.max_batch,
+            edge_overhead_s=live.overhead_s("edge"), cloud_overhead_s=live.overhead_s("cloud"),
+            edge_slowdown=live.slowdown["edge"].k, cloud_slowdown=live.slowdown["cloud"].k)
 
     def _calibrate(self, now_s: float) -> None:
         """Arrival variability for the model: invert the G/G/1 wait at the edge's measured
-        utilization and queue wait (``ca2 = 2 W (1 - rho) / (rho s) - cs2``), smoothed over
-        control steps; the index of dispersion of arrivals until the edge is loaded enough
-        to tell (periodic cameras merged queue far less than Poisson arrivals would)."""
+        utilization and queue wait (``ca2 = 2 W (1 - rho) / (rho n s) - cs2``, ``n`` the
+        edge's mean batch at the current split), smoothed over control steps; the index of
+        dispersion of arrivals until the edge is loaded enough to tell (periodic cameras
+        merged queue far less than Poisson arrivals would)."""
         live, floor = self._live, self._cfg.calibrate_util
         rho, wait = live.edge_load(now_s)
         if floor <= rho < 0.995:
-            target = 2 * wait * (1 - rho) / (rho * live.edge_s) - live.edge_scv
+            target = (2 * wait * (1 - rho) / (rho * self._edge_batch * live.edge_s)
+                      - live.edge_scv)
         elif self._ca2_seen:
             return
         else:
@@ -239,15 +271,21 @@ class OffloadController:
         self._ca2 = target if not self._ca2_seen else 0.7 * self._ca2 + 0.3 * target
         self._ca2_seen = self._ca2_seen or rho >= floor
 
-    def constraints(self, model: OffloadModel) -> list[Halfspace]:
-        """Utilization of edge, wire and cloud ``<= max_util``; accuracy ``>= floor``."""
+    def constraints(self, model: OffloadModel,
+                    at: np.ndarray | None = None) -> list[Halfspace]:
+        """Utilization of edge, wire and cloud ``<= max_util``; accuracy ``>= floor``.
+
+        Where the tiers share cores, service times depend on the split; they are taken at
+        the split ``at`` (the current one: the constraints are linearised there)."""
         inp, cap, floor = model.inputs, self._cfg.max_util, self._cfg.accuracy_floor
         lam = np.asarray(inp.rates_fps)
         size = np.asarray(inp.sizes_bytes)
         total = lam.sum()
-        cloud_frame = inp.cloud.frame_s(inp.cloud.max_batch) / inp.cloud.servers
+        f_e, f_c = (1.0, 1.0) if at is None else (float(f[0]) for f in model.slowdown(at))
+        edge_s = inp.edge_s * f_e
+        cloud_frame = inp.cloud.frame_s(inp.cloud.max_batch) / inp.cloud.servers * f_c
         out = [
-            Halfspace(-lam * inp.edge_s, cap - total * inp.edge_s, "edge util"),
+            Halfspace(-lam * edge_s, cap - total * edge_s, "edge util"),
             Halfspace(lam * size / inp.bandwidth_Bps, cap, "link util"),
             Halfspace(lam * cloud_frame, cap, "cloud util"),
         ]
@@ -293,7 +331,7 @@ class OffloadController:
         model = OffloadModel(inp, cfg.quantile)
         cams = sorted(c for c, r in live.rates(now).items() if r > 0)
         warm = self._vector(self._offload, now)
-        cons = self.constraints(model)
+        cons = self.constraints(model, warm)
         reason = "pgd"
         if uniform_interval(cons, cfg.explore) is None:
             cons = [h for h in cons if h.name != "accuracy floor"]
@@ -333,6 +371,7 @@ class OffloadController:
             p = model.predict(x)
             self._deadline_s = (cfg.deadline_ms / 1000 if cfg.deadline_ms is not None
                                 else cfg.deadline_slack * float(p.p95_s))
+            self._edge_batch = float(p.edge_batch)
             kw = dict(predicted_mean_ms=1000 * float(p.mean_s),
                       predicted_p95_ms=1000 * float(p.p95_s), edge_util=float(p.edge_util),
                       link_util=float(p.link_util), cloud_util=float(p.cloud_util))

@@ -97,6 +97,11 @@ class Window:
 class RateMeter:
     """Events per second over the last ``window_s`` seconds, and how bursty they are.
 
+    Until a window has passed since the first event, the rate is counted over the time
+    since then, but over at least ``min_span_s`` (default: half the window): a backlog
+    dumped at once reads as its frames spread over that time, not as a sustained rate of
+    thousands per second (the per-frame router absorbs the burst).
+
     >>> m = RateMeter(window_s=10.0)
     >>> for i in range(100):
     ...     m.update(i * 0.1)        # perfectly periodic: no burstiness
@@ -104,15 +109,18 @@ class RateMeter:
     (10.0, 0.0)
     """
 
-    def __init__(self, window_s: float = 2.0) -> None:
-        if window_s <= 0:
-            raise ValueError(f"window_s must be > 0; got {window_s}")
+    def __init__(self, window_s: float = 2.0, min_span_s: float | None = None) -> None:
+        if window_s <= 0 or (min_span_s is not None and not 0 < min_span_s <= window_s):
+            raise ValueError(f"need window_s > 0 and 0 < min_span_s <= window_s; got "
+                             f"{window_s} and {min_span_s}")
         self.window_s = window_s
+        self.min_span_s = min_span_s
+        self._min_span = window_s / 2 if min_span_s is None else min_span_s
         self._t: deque[float] = deque()
         self._first: float | None = None
 
     def __repr__(self) -> str:
-        return f"RateMeter(window_s={self.window_s})"
+        return f"RateMeter(window_s={self.window_s}, min_span_s={self.min_span_s})"
 
     def update(self, now_s: float) -> None:
         if self._first is None:
@@ -128,8 +136,7 @@ class RateMeter:
         self._trim(now_s)
         if self._first is None:
             return 0.0
-        span = min(self.window_s, max(now_s - self._first, 1e-3))
-        return len(self._t) / span
+        return len(self._t) / min(self.window_s, max(now_s - self._first, self._min_span))
 
     def scv(self) -> float:
         """Squared coefficient of variation of the gaps in the window (1 = Poisson)."""
@@ -152,6 +159,61 @@ class RateMeter:
         counts = np.bincount(((t - t[0]) / bin_s).astype(int), minlength=n_bins)[:n_bins]
         m = counts.mean()
         return float(counts.var() / m) if m > 0 else 1.0
+
+
+class Slowdown:
+    """How much a tier's service time grows with the other tier's CPU load, when both run
+    on the same cores: ``s = a (1 + k u)``, ``u`` the other tier's busy cores.
+
+    ``k`` comes from ridge least squares over the last ``size`` samples ``(u, s)``; it keeps
+    its last value while ``u`` has varied by less than ``min_spread`` (standard deviation)
+    over the window, since then there is nothing to learn from, and stays within
+    ``[0, max_k]``. Tiers on separate boxes keep ``k`` near 0.
+
+    >>> sd = Slowdown()
+    >>> for i in range(64):
+    ...     u = (i % 4) / 4                  # the other tier busy 0, 25, 50, 75% of the time
+    ...     sd.update(u, 0.050 * (1 + 1.5 * u))
+    >>> round(sd.k, 2), round(sd.factor(0.5), 2)   # the ridge shrinks k a little (true 1.5)
+    (1.47, 1.74)
+    """
+
+    def __init__(self, size: int = 256, ridge: float = 1e-3, min_spread: float = 0.05,
+                 max_k: float = 4.0) -> None:
+        self.size = size
+        self.ridge = ridge
+        self.min_spread = min_spread
+        self.max_k = max_k
+        self._u: deque[float] = deque(maxlen=size)
+        self._s: deque[float] = deque(maxlen=size)
+        self._k = 0.0
+        self._fresh = 0
+
+    def __repr__(self) -> str:
+        return (f"Slowdown(size={self.size}, ridge={self.ridge}, "
+                f"min_spread={self.min_spread}, max_k={self.max_k})")
+
+    def update(self, u: float, service_s: float) -> None:
+        self._u.append(u)
+        self._s.append(service_s)
+        self._fresh += 1
+
+    @property
+    def k(self) -> float:
+        if self._fresh >= 8 and len(self._u) >= 16:
+            self._fresh = 0
+            u, s = np.asarray(self._u), np.asarray(self._s)
+            du = u - u.mean()
+            if float(du.std()) >= self.min_spread:
+                slope = float(du @ (s - s.mean())) / (float(du @ du) + self.ridge * len(u))
+                base = float(s.mean()) - slope * float(u.mean())
+                if base > 0:
+                    self._k = float(np.clip(slope / base, 0.0, self.max_k))
+        return self._k
+
+    def factor(self, u: float) -> float:
+        """Service time at the other tier's load ``u``, over the time alone."""
+        return 1.0 + self.k * max(u, 0.0)
 
 
 class LinkEstimator:
@@ -192,6 +254,12 @@ class LinkEstimator:
     @property
     def samples(self) -> int:
         return len(self._arrived)
+
+    @property
+    def pairs(self) -> int:
+        """Pairs of frames seen queued behind each other on the wire (the bandwidth is
+        measured, not bounded, once there are three)."""
+        return len(self._pairs)
 
     @property
     def bandwidth_Bps(self) -> float:

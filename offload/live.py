@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict, deque
 
-from autosteer.offload.estimate import Ewma, LinkEstimator, RateMeter
+from autosteer.offload.estimate import Ewma, LinkEstimator, RateMeter, Slowdown, Window
 from autosteer.offload.policy import FrameMeta, Observation, Tier
 from autosteer.offload.profiles import SystemProfile
 
@@ -34,15 +34,21 @@ Key = tuple[str, int]
 
 class LiveState:
     """Arrival rates, frame sizes, service times, queue depths and the uplink, estimated
-    online. ``alpha`` weights new service-time samples; rates use the last
-    ``rate_window_s`` seconds; frames not seen back within ``stale_s`` are forgotten."""
+    online. ``alpha`` weights new service-time samples; camera rates use the last
+    ``rate_window_s`` seconds (a camera that just appeared: at least ``rate_min_span_s``,
+    see :class:`RateMeter`), the load each tier puts on the cores (and the edge's
+    arrival rate) the last ``load_window_s``; frames not seen back within ``stale_s`` are
+    forgotten."""
 
     def __init__(self, profile: SystemProfile, *, alpha: float = 0.1,
                  rate_window_s: float = 2.0, burst_window_s: float = 10.0,
-                 burst_bin_s: float = 0.25, stale_s: float = 30.0) -> None:
+                 burst_bin_s: float = 0.25, stale_s: float = 30.0,
+                 load_window_s: float = 2.0, rate_min_span_s: float | None = None) -> None:
         self.profile = profile
         self.alpha = alpha
         self.rate_window_s = rate_window_s
+        self.load_window_s = load_window_s
+        self.rate_min_span_s = rate_min_span_s
         self.burst_window_s = burst_window_s
         self.burst_bin_s = burst_bin_s
         self.stale_s = stale_s
@@ -52,8 +58,14 @@ class LiveState:
         self._sizes: dict[str, Ewma] = {}
         self._edge = Ewma(alpha)
         self._edge_wait = Ewma(alpha)
-        self._edge_in = RateMeter(rate_window_s)
+        self._edge_in = RateMeter(load_window_s)
         self._cloud = Ewma(alpha)
+        self._pre = Ewma(alpha)  # capture -> routed (before any tier is chosen)
+        self._hop = Window(256)  # routed -> received by the edge detector's worker
+        self._hop_s: float | None = 0.0  # its low quantile (None: to recompute)
+        self._busy: dict[Tier, deque[tuple[float, float]]] = {"edge": deque(),
+                                                              "cloud": deque()}
+        self.slowdown: dict[Tier, Slowdown] = {"edge": Slowdown(), "cloud": Slowdown()}
         self._out: dict[Tier, OrderedDict[Key, tuple[float, int]]] = {
             "edge": OrderedDict(), "cloud": OrderedDict()}
         self._edge_free = -math.inf
@@ -63,12 +75,16 @@ class LiveState:
     def __repr__(self) -> str:
         return (f"LiveState({self.profile!r}, alpha={self.alpha}, "
                 f"rate_window_s={self.rate_window_s}, burst_window_s={self.burst_window_s}, "
-                f"burst_bin_s={self.burst_bin_s}, stale_s={self.stale_s})")
+                f"burst_bin_s={self.burst_bin_s}, stale_s={self.stale_s}, "
+                f"load_window_s={self.load_window_s}, "
+                f"rate_min_span_s={self.rate_min_span_s})")
 
     # -- inputs -------------------------------------------------------------------------
     def arrive(self, frame: FrameMeta, now_s: float) -> None:
         """A frame reached the router (before any policy decides on it)."""
-        self._rates.setdefault(frame.camera, RateMeter(self.rate_window_s)).update(now_s)
+        if frame.camera not in self._rates:
+            self._rates[frame.camera] = RateMeter(self.rate_window_s, self.rate_min_span_s)
+        self._rates[frame.camera].update(now_s)
         self._all.update(now_s)
         if frame.size_bytes > 0:
             self._sizes.setdefault(frame.camera, Ewma(self.alpha)).update(frame.size_bytes)
@@ -99,9 +115,15 @@ class LiveState:
                 out.popitem(last=False)
         out.pop(key, None)
         service = (obs.infer_ms + obs.decode_ms) / 1000
+        other: Tier = "cloud" if obs.tier == "edge" else "edge"
+        self.slowdown[obs.tier].update(self.busy(other, now_s), service)
+        self._busy[obs.tier].append((now_s, service))
+        self._pre.update((obs.ingest_ms + obs.route_ms) / 1000)
         if obs.tier == "edge":
             self._edge.update(service)
-            self._edge_wait.update(obs.queue_ms / 1000)
+            self._hop.update(obs.link_ms / 1000)
+            self._hop_s = None
+            self._edge_wait.update(max(0.0, (obs.link_ms + obs.queue_ms) / 1000 - self.hop_s))
             if known:
                 done = (obs.ts_ms + obs.total_ms) / 1000
                 self._edge_free = done + len(out) * self.edge_s
@@ -154,6 +176,35 @@ class LiveState:
         """(utilization, mean queue wait in s) of the edge as measured lately: frames/s
         routed there times the service time, and the reported ``queue_ms``."""
         return self._edge_in.rate(now_s) * self.edge_s, self._edge_wait.get(0.0)
+
+    @property
+    def hop_s(self) -> float:
+        """The hop from the router to the edge detector when nothing queues there (the 5%
+        quantile of the last 256 edge frames' ``link_ms``: a backlog waiting before the
+        detector's worker is queueing, not hop; 0 where the edge sits in the router)."""
+        if self._hop_s is None:
+            self._hop_s = self._hop.quantile(0.05)
+        return self._hop_s
+
+    def overhead_s(self, tier: Tier) -> float:
+        """Time on ``tier``'s path outside the queues: capture -> routed (ingest, the
+        router's own hop) and, on the edge, the hop to its detector."""
+        return self._pre.get(0.0) + (self.hop_s if tier == "edge" else 0.0)
+
+    def busy(self, tier: Tier, now_s: float) -> float:
+        """Cores ``tier``'s detector kept busy lately: its reported seconds per frame
+        (decode + inference) summed over the frames seen back in the last
+        ``load_window_s``, per second."""
+        q = self._busy[tier]
+        while q and q[0][0] < now_s - self.load_window_s:
+            q.popleft()
+        return sum(s for _, s in q) / self.load_window_s
+
+    def contention(self, now_s: float) -> tuple[float, float]:
+        """Edge and cloud service times now over their times alone (1.0 when the tiers do
+        not share cores, as far as telemetry shows)."""
+        return (self.slowdown["edge"].factor(self.busy("cloud", now_s)),
+                self.slowdown["cloud"].factor(self.busy("edge", now_s)))
 
     @property
     def edge_scv(self) -> float:

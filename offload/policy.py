@@ -35,10 +35,13 @@ class FrameMeta:
 class Observation:
     """What happened to one routed frame, read back from the detections topic.
 
-    All times in ms. ``ts_ms`` is the frame's capture time; the stages add up to
-    about ``total_ms`` (ingest -> route -> queue -> decode -> infer -> publish).
-    ``link_ms`` is the part of ``queue_ms`` a cloud frame spent on the edge -> cloud link
-    (hand-over to arrival), as measured where the link is; 0 when not measured."""
+    All times in ms, as on the wire (:class:`~autosteer.topics.records.Latency`).
+    ``ts_ms`` is the frame's capture time; the stages add up to about ``total_ms``
+    (ingest -> route -> link -> queue -> decode -> infer -> publish). ``link_ms`` runs from
+    the router's hand-over to the detector's worker receiving the frame: for a cloud
+    frame the edge -> cloud link, for an edge frame the hop to the edge detector (plus any
+    backlog held before its worker); 0 when not measured. ``queue_ms`` runs from there
+    until the detector takes the frame."""
 
     camera: str
     tier: Tier

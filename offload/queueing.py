@@ -142,7 +142,15 @@ class ModelInputs:
     Rates in frames/s per camera, sizes in bytes, times in seconds. ``delay_s`` is the
     one-way propagation delay (results come back over the same delay); ``jitter_s`` its
     standard deviation. ``cloud`` is the cloud's batch profile scaled to what telemetry
-    shows."""
+    shows.
+
+    - ``edge_batch``: most frames the edge detector takes at once (each costs ``edge_s``);
+      a frame's result waits for its whole batch.
+    - ``edge_overhead_s``, ``cloud_overhead_s``: time on each path outside the modelled
+      queues (capture -> router, the hop to the edge detector), added to the latency.
+    - ``edge_slowdown``, ``cloud_slowdown``: when both tiers share cores, each one's
+      service time is its time alone x (1 + slowdown x the other tier's busy cores);
+      ``edge_s`` and ``cloud`` are then the times alone. 0 = separate boxes."""
 
     rates_fps: tuple[float, ...]
     sizes_bytes: tuple[float, ...]
@@ -156,6 +164,11 @@ class ModelInputs:
     size_scv: float = 0.01
     edge_accuracy: float = 0.90
     cloud_accuracy: float = 1.0
+    edge_batch: int = 1
+    edge_overhead_s: float = 0.0
+    cloud_overhead_s: float = 0.0
+    edge_slowdown: float = 0.0
+    cloud_slowdown: float = 0.0
 
     def __post_init__(self) -> None:
         if len(self.rates_fps) != len(self.sizes_bytes) or not self.rates_fps:
@@ -164,6 +177,12 @@ class ModelInputs:
         if self.edge_s <= 0 or self.bandwidth_Bps <= 0 or self.delay_s < 0:
             raise ValueError(f"edge_s and bandwidth_Bps must be > 0 and delay_s >= 0; got "
                              f"{self.edge_s}, {self.bandwidth_Bps}, {self.delay_s}")
+        if self.edge_batch < 1 or min(self.edge_overhead_s, self.cloud_overhead_s,
+                                      self.edge_slowdown, self.cloud_slowdown) < 0:
+            raise ValueError(f"edge_batch must be >= 1 and overheads and slowdowns >= 0; got "
+                             f"{self.edge_batch}, {self.edge_overhead_s}, "
+                             f"{self.cloud_overhead_s}, {self.edge_slowdown}, "
+                             f"{self.cloud_slowdown}")
 
 
 @dataclass(frozen=True)
@@ -180,6 +199,7 @@ class Prediction:
     throughput_fps: np.ndarray
     accuracy: np.ndarray
     cloud_batch: np.ndarray
+    edge_batch: np.ndarray
 
     @property
     def stable(self) -> np.ndarray:
@@ -214,21 +234,49 @@ class OffloadModel:
         lam_c = x @ self._rates
         return self._rates.sum() - lam_c, lam_c, x @ (self._rates * self._sizes)
 
-    def predict(self, x: np.ndarray | float) -> Prediction:
-        inp = self.inputs
+    def _rows(self, x: np.ndarray | float) -> np.ndarray:
         x_arr = np.asarray(x, dtype=float)
-        single = x_arr.ndim <= 1
         if x_arr.ndim == 0:
             x_arr = np.full(len(self._rates), float(x_arr))
-        x2 = np.clip(np.atleast_2d(x_arr), 0.0, 1.0)
+        return np.clip(np.atleast_2d(x_arr), 0.0, 1.0)
+
+    def slowdown(self, x: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """Edge and cloud service times over their times alone, for rows of ``x``: the
+        fixed point of each tier slowing down with the other's busy cores."""
+        return self._slowdown(*self.loads(self._rows(x))[:2])
+
+    def _slowdown(self, lam_e: np.ndarray, lam_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        inp = self.inputs
+        f_e, f_c = np.ones_like(lam_e), np.ones_like(lam_c)
+        if inp.edge_slowdown == 0 and inp.cloud_slowdown == 0:
+            return f_e, f_c
+        cloud_s = inp.cloud.frame_s(1)
+        for _ in range(16):  # damped: converges for any slowdowns (busy cores are capped)
+            busy_e = np.minimum(lam_e * inp.edge_s * f_e, 1.0)
+            busy_c = np.minimum(lam_c * cloud_s * f_c, inp.cloud.servers)
+            f_e = 0.5 * f_e + 0.5 * (1.0 + inp.edge_slowdown * busy_c)
+            f_c = 0.5 * f_c + 0.5 * (1.0 + inp.cloud_slowdown * busy_e)
+        return f_e, f_c
+
+    def predict(self, x: np.ndarray | float) -> Prediction:
+        inp = self.inputs
+        single = np.asarray(x).ndim <= 1
+        x2 = self._rows(x)
         lam_e, lam_c, bytes_c = self.loads(x2)
         total = self._rates.sum()
         ca2 = inp.arrival_scv
+        f_e, f_c = self._slowdown(lam_e, lam_c)
 
-        # edge: G/G/1
-        rho_e = lam_e * inp.edge_s
-        w_e = gg1_wait(rho_e, ca2, inp.edge_scv, inp.edge_s)
-        t_e = w_e + inp.edge_s
+        # edge: G/G/1 on batches of n_e frames, n_e * s_e seconds each
+        s_e = inp.edge_s * f_e
+        rho_e = lam_e * s_e
+        n_e = np.ones_like(lam_e)
+        for _ in range(8 if inp.edge_batch > 1 else 0):
+            w_e = gg1_wait(rho_e, ca2, inp.edge_scv, n_e * s_e)
+            n_e = 0.5 * n_e + 0.5 * np.clip(1.0 + lam_e * w_e, 1.0, inp.edge_batch)
+        b_e = n_e * s_e
+        w_e = gg1_wait(rho_e, ca2, inp.edge_scv, b_e)
+        t_e = w_e + b_e + inp.edge_overhead_s
 
         # uplink: G/G/1, service = size / bandwidth
         size_c = np.where(lam_c > 0, bytes_c / np.maximum(lam_c, 1e-12), self._sizes.mean())
@@ -241,14 +289,14 @@ class OffloadModel:
         cloud_ca2 = departure_scv(rho_l, ca2, inp.size_scv)
         n = np.ones_like(lam_c)
         for _ in range(8):
-            b = np.interp(n, self._batch_n, self._batch_s)
+            b = np.interp(n, self._batch_n, self._batch_s) * f_c
             rho_c = lam_c / n * b / k
             w_c = ggk_wait(k, rho_c, cloud_ca2, inp.cloud.scv, b)
             n = 0.5 * n + 0.5 * np.clip(1.0 + lam_c * w_c, 1.0, inp.cloud.max_batch)
-        b = np.interp(n, self._batch_n, self._batch_s)
+        b = np.interp(n, self._batch_n, self._batch_s) * f_c
         rho_c = lam_c / n * b / k
         w_c = ggk_wait(k, rho_c, cloud_ca2, inp.cloud.scv, b)
-        t_c = w_l + s_l + 2 * inp.delay_s + w_c + b
+        t_c = w_l + s_l + 2 * inp.delay_s + w_c + b + inp.cloud_overhead_s
 
         share_c = lam_c / total
         mean = (1 - share_c) * t_e + share_c * t_c
@@ -256,18 +304,19 @@ class OffloadModel:
         # tails: each path is base + Gaussian noise + (wait > 0 with prob p) exponential
         p_e = np.clip(rho_e, 1e-6, 0.999)
         p_c = np.clip(1 - (1 - np.clip(rho_l, 0, 1)) * (1 - erlang_c(k, rho_c * k)), 1e-6, 0.999)
-        sig_e = np.full_like(mean, np.sqrt(inp.edge_scv) * inp.edge_s)
+        sig_e = np.sqrt(inp.edge_scv) * b_e
         sig_c = np.sqrt(inp.size_scv * s_l ** 2 + 2 * inp.jitter_s ** 2 + inp.cloud.scv * b ** 2)
         p95 = mixture_quantile(
             self.quantile, np.stack([1 - share_c, share_c]),
-            np.stack([np.full_like(mean, inp.edge_s), s_l + 2 * inp.delay_s + b]),
+            np.stack([b_e + inp.edge_overhead_s,
+                      s_l + 2 * inp.delay_s + b + inp.cloud_overhead_s]),
             np.stack([sig_e, sig_c]), np.stack([p_e, p_c]),
             np.stack([w_e / p_e, (w_l + w_c) / p_c]))
 
-        cap_c = np.minimum(inp.bandwidth_Bps / size_c, inp.cloud.capacity_fps)
-        thr = np.minimum(lam_e, 1.0 / inp.edge_s) + np.minimum(lam_c, cap_c)
+        cap_c = np.minimum(inp.bandwidth_Bps / size_c, inp.cloud.capacity_fps / f_c)
+        thr = np.minimum(lam_e, 1.0 / s_e) + np.minimum(lam_c, cap_c)
         acc = (lam_e * inp.edge_accuracy + lam_c * inp.cloud_accuracy) / total
-        out = Prediction(mean, p95, t_e, t_c, rho_e, rho_l, rho_c, thr, acc, n)
+        out = Prediction(mean, p95, t_e, t_c, rho_e, rho_l, rho_c, thr, acc, n, n_e)
         if single:
             out = Prediction(*(np.asarray(v)[0] for v in vars(out).values()))
         return out

@@ -2,8 +2,9 @@
 validated ModelUpdate, or a reasoned refusal.
 
 1. Split the frames (interleaved) into a training half and a held-out half.
-2. Run the serving edge version (the registry's latest, else the prepared model) once
-   on all frames at a low threshold.
+2. Run the edge version serving the camera (``request.model_version``: a registry
+   version or the prepared model; if empty, the registry's latest) once on all frames
+   at a low threshold.
 3. Candidates, each with its threshold calibrated on the training frames
    (:func:`~autosteer.retrain.calibrate.calibrate_threshold`): the serving weights, and
    (unless ``requantize=False``) the FP32 model re-quantized to INT8 on the training
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autosteer.errors import ModelError
 from autosteer.processors.detector import load_detector
 from autosteer.processors.manifest import Manifest
 from autosteer.processors.prepare import FP32, INT8
@@ -80,13 +82,20 @@ class Retrainer:
         return (f"Retrainer({self.registry!r}, {str(self.model_dir)!r}, edge={self.edge!r}, "
                 f"requantize={self.requantize}, margin={self.margin})")
 
-    def serving(self) -> tuple[Path, Manifest]:
-        """Folder and manifest of the edge version serving now."""
+    def serving(self, version: str = "") -> tuple[Path, Manifest]:
+        """Folder and manifest of the edge version ``version`` (the one serving the camera,
+        as the request says): a registry version or the prepared model; without one, the
+        registry's latest, else the prepared model."""
+        base = self.model_dir / self.edge
+        if version:
+            if version == Manifest.load(base).version:
+                return base, Manifest.load(base)
+            entry = self.registry.get(self.edge, version)  # ModelError names the versions
+            return entry.folder, entry.manifest
         entry = self.registry.latest(self.edge)
         if entry is not None:
             return entry.folder, entry.manifest
-        folder = self.model_dir / self.edge
-        return folder, Manifest.load(folder)
+        return base, Manifest.load(base)
 
     def _detect(self, folder: Path, frames: Sequence[TeacherFrame]) -> list[list[Box]]:
         det = load_detector(folder.parent, folder.name, providers=self.providers,
@@ -100,6 +109,9 @@ class Retrainer:
     def run(self, request: RetrainRequest, frames: Sequence[Any]) -> RetrainResult:
         """Learn from ``frames`` (teacher-labelled: see :func:`teacher_frames`); publish a
         new version if it agrees with the teacher better than the serving one."""
+        if request.model != self.edge:
+            return RetrainResult(False, None, reason=f"this retrainer learns {self.edge!r}; the "
+                                 f"request is for {request.model!r} (another trainer's)")
         labelled = teacher_frames(frames)
         if len(labelled) < self.min_frames:
             return RetrainResult(False, None, reason=f"need at least {self.min_frames} "
@@ -108,7 +120,10 @@ class Retrainer:
         ordered = train + held
         n = len(train)
         teacher = [f.boxes for f in ordered]
-        folder, manifest = self.serving()
+        try:
+            folder, manifest = self.serving(request.model_version)
+        except ModelError as exc:  # an unknown version: refuse, do not stop the caller
+            return RetrainResult(False, None, reason=f"cannot find the serving version: {exc}")
         current_t = float((manifest.model_extra or {}).get("thresholds", {}).get(
             request.camera, self.default_threshold))
         serving = _Candidate("serving weights", folder, manifest, self._detect(folder, ordered))

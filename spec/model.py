@@ -20,7 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
 
 NAME = r"^[a-z0-9][a-z0-9_.-]*$"
 Name = Annotated[str, Field(pattern=NAME, max_length=63)]
-Role = Literal["router", "edge", "cloud", "sink", "ingest", "anomaly", "none"]
+Role = Literal["router", "edge", "cloud", "sink", "ingest", "anomaly", "retrain", "none"]
 Tier = Literal["edge", "cloud"]
 Arch = Literal["x86_64", "aarch64", "armv7"]
 Accelerator = Literal["cpu", "nvidia", "amd", "intel", "mali", "adreno", "npu", "tpu"]

@@ -19,14 +19,14 @@ from __future__ import annotations
 from autosteer.spec.model import Operator
 
 # the roles of autosteer.streams.app.ROLES (not imported here: that module loads Faust)
-ROLES = ("router", "edge", "cloud", "sink", "ingest", "anomaly")
+ROLES = ("router", "edge", "cloud", "sink", "ingest", "anomaly", "retrain")
 
 
 def role_of(op: Operator, node_tier: str) -> str | None:
     """The role that runs ``op`` on a node of ``node_tier``; None when no worker does."""
     if op.role is not None:
         return None if op.role == "none" else op.role
-    if op.function in ("router", "sink", "ingest", "anomaly"):
+    if op.function in ("router", "sink", "ingest", "anomaly", "retrain"):
         return op.function
     if op.model is not None:
         return op.tier or node_tier

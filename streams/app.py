@@ -73,7 +73,7 @@ from autosteer.topics.records import (
 )
 
 log = logging.getLogger(__name__)
-ROLES = ("router", "edge", "cloud", "sink", "ingest", "anomaly")
+ROLES = ("router", "edge", "cloud", "sink", "ingest", "anomaly", "retrain")
 
 
 def _credentials(s: Settings) -> Any:
@@ -177,11 +177,23 @@ class Pipeline:
                          self.names.cameras, self.names.telemetry_windows,
                          self.names.telemetry_nodes, self.names.offload_decisions,
                          self.names.shadow, self.names.quality, self.names.anomalies,
-                         self.names.rootcauses)
+                         self.names.rootcauses, self.names.retrain_requests,
+                         self.names.models_updates)
         }
         self._register_agents()
         from autosteer.streams.web import register_pages
 
+        self.drift: Any = None
+        self.judge: Any = None
+        if "router" in self.roles and settings.shadow_rate > 0:
+            from autosteer.streams.loop import DriftWatch, RolloutJudge
+
+            self.drift, self.judge = DriftWatch(self), RolloutJudge(self)
+        self.retrain: Any = None
+        if "retrain" in self.roles:
+            from autosteer.streams.loop import RetrainAgent
+
+            self.retrain = RetrainAgent(self)
         self.control = None
         if "anomaly" in self.roles:
             from autosteer.streams.control import ControlPlane
@@ -288,7 +300,7 @@ class Pipeline:
                         self.names.telemetry_nodes: NODES, self.names.quality: QUALITY}, sink,
                     self.names.deadletter)
                 self.loader.start()
-        if self.roles & {"edge", "cloud"}:
+        if self.roles & {"edge", "cloud", "router"}:
             @self.app.task
             async def _watch_models() -> None:
                 from autosteer.streams.models import ModelWatcher
@@ -393,6 +405,10 @@ class Pipeline:
     # --- hot swap --------------------------------------------------------------------
     def _on_update(self, update: Any) -> None:
         """A model update (watcher thread): load it here, switch between batches."""
+        if self.judge is not None:
+            self.judge.on_update(update)
+            if update.canary >= 1.0 and self.drift is not None:  # new outputs are expected
+                self.drift.reset(update.cameras)
         if update.tier not in self.roles:
             return
         if update.canary > 0:
@@ -476,6 +492,10 @@ class Pipeline:
                 cloud_mean_score=_mean([b.score for b in cloud.boxes]))
             self.quality.append(q)
             self._watch(await topic.send(key=q.camera.encode(), value=q.dumps()))
+            if self.drift is not None:
+                await self.drift.on_pair(edge, cloud, q)
+            if self.judge is not None:
+                await self.judge.on_pair(q)
         cutoff = time.time() - 120  # a pair that never completed (lost, shed) is dropped
         for key in [k for k, ts in self._shadowed.items() if ts < cutoff]:
             self._shadowed.pop(key, None)

@@ -8,6 +8,12 @@ import importlib
 import pytest
 
 MODULES = [
+    "autosteer.retrain.calibrate",
+    "autosteer.retrain.teacher",
+    "autosteer.retrain.registry",
+    "autosteer.retrain.records",
+    "autosteer.retrain.agreement",
+    "autosteer.anomaly.drift",
     "autosteer.settings",
     "autosteer.topics.names",
     "autosteer.topics.records",
@@ -45,6 +51,21 @@ MODULES = [
     "autosteer.spec.synthetic",
     "autosteer.spec.milp",
     "autosteer.spec.search",
+    "autosteer.anomaly.base",
+    "autosteer.anomaly.rolling",
+    "autosteer.anomaly.robust",
+    "autosteer.anomaly.hst",
+    "autosteer.anomaly.detector",
+    "autosteer.anomaly.features",
+    "autosteer.anomaly.records",
+    "autosteer.anomaly.monitor",
+    "autosteer.rootcause.metrics",
+    "autosteer.rootcause.queries",
+    "autosteer.rootcause.cube",
+    "autosteer.rootcause.rankers",
+    "autosteer.rootcause.records",
+    "autosteer.rootcause.faults",
+    "autosteer.rootcause.simulate",
 ]
 
 

@@ -8,7 +8,8 @@ import pytest
 
 
 @pytest.mark.parametrize("pkg", ["autosteer.topics", "autosteer.offload", "autosteer.processors",
-                                 "autosteer.telemetry", "autosteer.infra", "autosteer.spec"])
+                                 "autosteer.telemetry", "autosteer.infra", "autosteer.spec",
+                                 "autosteer.anomaly", "autosteer.rootcause", "autosteer.retrain"])
 def test_all_names_exist(pkg: str) -> None:
     mod = importlib.import_module(pkg)
     for name in mod.__all__:

@@ -41,8 +41,8 @@ def test_shadow_frames_measure_edge_cloud_agreement(
         s, names.detections, until=lambda m: len(m) >= n, timeout_s=30, what="detections")]
     assert {d.tier for d in dets} == {"edge"}, "shadow answers are not user results"
 
-    query = (f"SELECT count() AS n, avg(agreement) AS a FROM autosteer.telemetry_quality "
-             f"WHERE camera = 'camQ'")
+    query = ("SELECT count() AS n, avg(agreement) AS a FROM autosteer.telemetry_quality "
+             "WHERE camera = 'camQ'")
 
     def stored() -> int:
         res = cli(s, "sql", query, "--format", "json")
