@@ -73,7 +73,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
            home="camera", unit="ms"),
     Metric("host_cpu_percent", NODES_TABLE, "host_cpu_percent", "1", +1, unit="%"),
     Metric("cpu_percent", NODES_TABLE, "cpu_percent", "1", +1, unit="% of a core"),
-    Metric("rss_bytes", NODES_TABLE, "rss_bytes", "1", +1, unit="bytes", rel_floor=0.001),
+    Metric("rss_bytes", NODES_TABLE, "rss_bytes", "1", +1, unit="bytes", rel_floor=0.01),
 ]}
 
 
