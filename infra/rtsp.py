@@ -61,6 +61,16 @@ class RtspTestServer:
                                  "--fps", str(self.fps)])
         wait_port(self.port, 20, what="RTSP test server", proc=popen, log_file=self.proc.log_file)
 
+    def night(self, dark: bool = True) -> None:
+        """Darken the picture (a drift), or restore it."""
+        import os
+        import signal
+
+        pid = self.proc.pid()
+        if pid is None:
+            raise InfraError("the RTSP test server is not running")
+        os.kill(pid, signal.SIGUSR1 if dark else signal.SIGUSR2)
+
     def stop(self) -> None:
         self.proc.stop(timeout_s=10)
         wait_port_free(self.port, 10)

@@ -8,6 +8,8 @@ autosteer, so it also works from a plain copy of this file:
 
 One player pipeline decodes the file and loops it (seek to 0 on EOS) into an
 ``intervideosink``; every RTSP client shares one encoder fed by ``intervideosrc``.
+``SIGUSR1`` darkens the picture (contrast x0.12: night falls, a drift), ``SIGUSR2``
+restores it.
 """
 
 import argparse
@@ -33,7 +35,7 @@ def main() -> int:
     channel = "autosteer-" + args.mount
     player = Gst.parse_launch(
         f'filesrc location="{args.video}" ! decodebin ! videoconvert ! videorate ! '
-        f"video/x-raw,format=I420,framerate={args.fps}/1 ! "
+        f"video/x-raw,format=I420,framerate={args.fps}/1 ! videobalance name=balance ! "
         f"intervideosink channel={channel} sync=true"
     )
     loop = GLib.MainLoop()
@@ -68,6 +70,23 @@ def main() -> int:
     player.set_state(Gst.State.PLAYING)
     for sig in (signal.SIGTERM, signal.SIGINT):
         GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, sig, loop.quit)
+
+    balance = player.get_by_name("balance")
+
+    def night(*_args):  # SIGUSR1: the lights go down (a drift for the closed loop)
+        balance.set_property("contrast", 0.12)
+        balance.set_property("brightness", -0.02)
+        print("night", flush=True)
+        return True
+
+    def day(*_args):  # SIGUSR2: back to normal
+        balance.set_property("contrast", 1.0)
+        balance.set_property("brightness", 0.0)
+        print("day", flush=True)
+        return True
+
+    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGUSR1, night)
+    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGUSR2, day)
     print(f"serving rtsp://127.0.0.1:{args.port}/{args.mount}", flush=True)
     loop.run()
     player.set_state(Gst.State.NULL)

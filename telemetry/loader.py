@@ -10,7 +10,9 @@ keeps the rest (the consumer stays in its group for up to an hour without pollin
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import threading
 import time
 from collections.abc import Sequence
@@ -21,7 +23,7 @@ from autosteer.settings import Settings
 from autosteer.telemetry.schema import Table
 from autosteer.telemetry.sink import Position, Sink
 from autosteer.topics.records import DeadLetter
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -61,28 +63,62 @@ class TelemetryLoader(threading.Thread):
         consumer = Consumer(conf)
         producer = Producer(self.settings.producer_config())
         consumer.subscribe(list(self.tables), on_assign=self._on_assign)
+        # one batch is parsed while the one before it is inserted (queue of one)
+        handoff: queue.Queue[tuple[list[Any], dict] | None] = queue.Queue(maxsize=1)
+        writer = threading.Thread(target=self._write_loop, args=(handoff, consumer),
+                                  name="telemetry-writer", daemon=True)
+        writer.start()
         try:
-            while not self.halt.is_set():
+            while not self.halt.is_set() and writer.is_alive():
                 msgs = self._take(consumer)
                 if not msgs:
                     continue
-                try:
-                    self._store(msgs, producer)
-                except StoreError:  # only when stopping during an outage: do not commit
-                    break
-                try:
-                    consumer.commit(asynchronous=False)
-                except KafkaException as exc:
-                    # e.g. the partitions moved during a very long outage; the rows are
-                    # stored, and the next owner skips them by their offsets
-                    log.warning("telemetry offsets not committed: %s", exc)
-                self.batches += 1
+                batch = self._parse(msgs, producer)
+                while not self.halt.is_set():
+                    try:
+                        handoff.put(batch, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
         except BaseException as exc:  # noqa: BLE001 - reported on /status and in the log
             self.error = exc
             log.exception("telemetry loader stopped")
         finally:
+            with contextlib.suppress(queue.Full):
+                handoff.put(None, timeout=1)
+            writer.join(30)
             producer.flush(10)
             consumer.close()
+
+    def _write_loop(self, handoff: queue.Queue, consumer: Consumer) -> None:
+        """Insert batches in order; commit each batch's offsets after its insert."""
+        while True:
+            batch = handoff.get()
+            if batch is None:
+                return
+            msgs, by_table = batch
+            try:
+                self._insert(by_table)
+            except StoreError:  # only when stopping during an outage: do not commit
+                return
+            except BaseException as exc:  # noqa: BLE001
+                self.error = exc
+                log.exception("telemetry writer stopped")
+                return
+            offsets: dict[tuple[str, int], int] = {}
+            for m in msgs:
+                if m.error() is None:
+                    key = (m.topic(), m.partition())
+                    offsets[key] = max(offsets.get(key, -1), m.offset())
+            try:
+                consumer.commit(offsets=[TopicPartition(tp, p, o + 1)
+                                         for (tp, p), o in offsets.items()],
+                                asynchronous=False)
+            except KafkaException as exc:
+                # e.g. the partitions moved during a very long outage; the rows are
+                # stored, and the next owner skips them by their offsets
+                log.warning("telemetry offsets not committed: %s", exc)
+            self.batches += 1
 
     def _take(self, consumer: Consumer) -> list[Any]:
         """Up to ``sink_batch_rows`` messages: stop early when the topics are drained (a
@@ -97,7 +133,8 @@ class TelemetryLoader(threading.Thread):
             msgs.extend(more)
         return msgs
 
-    def _store(self, msgs: Sequence[Any], producer: Producer) -> None:
+    def _parse(self, msgs: Sequence[Any], producer: Producer) -> tuple[list[Any], dict]:
+        """Messages -> rows and positions per table; malformed ones are dead-lettered."""
         by_table: dict[str, tuple[list[tuple], list[Position]]] = {}
         for m in msgs:
             err = m.error()
@@ -114,6 +151,9 @@ class TelemetryLoader(threading.Thread):
             rows, positions = by_table.setdefault(table.name, ([], []))
             rows.append(row)
             positions.append(Position(m.topic(), m.partition(), m.offset()))
+        return list(msgs), by_table
+
+    def _insert(self, by_table: dict) -> None:
         for table in {t.name: t for t in self.tables.values()}.values():
             if table.name in by_table:
                 rows, positions = by_table[table.name]

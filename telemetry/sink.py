@@ -17,6 +17,7 @@ exact can de-duplicate on (src_topic, src_partition, src_offset).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ class Sink:
         self.store = store
         self._marks: dict[tuple[str, str, int], int] = {}  # (table, topic, partition) -> offset
         self._loaded: set[tuple[str, str]] = set()  # (table, topic) whose marks were read
+        self._lock = threading.RLock()
         self.rows_written = 0
         self.rows_skipped = 0
         self.failures = 0
@@ -60,13 +62,19 @@ class Sink:
         self._loaded = {k for k in self._loaded if k[0] != table.name}
 
     def forget(self) -> None:
-        """Drop every watermark (after a rebalance); they are read again when needed."""
-        self._marks.clear()
-        self._loaded.clear()
+        """Drop every watermark (after a rebalance); they are read again when needed.
+        Safe to call from another thread than :meth:`write`'s."""
+        with self._lock:
+            self._marks.clear()
+            self._loaded.clear()
 
     def write(self, table: Table, rows: Sequence[tuple], positions: Sequence[Position]) -> int:
         """Insert the rows not stored yet; return how many were inserted. Raises
         StoreError (and forgets its watermarks) when the store fails."""
+        with self._lock:
+            return self._write(table, rows, positions)
+
+    def _write(self, table: Table, rows: Sequence[tuple], positions: Sequence[Position]) -> int:
         try:
             for topic in {p.topic for p in positions}:
                 if (table.name, topic) not in self._loaded:
