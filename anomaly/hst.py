@@ -53,8 +53,9 @@ class RobustHalfSpaceTrees:
             if w is None or len(w) < 5:
                 out[name] = 0.0
                 continue
-            sigma = w.spread()
-            out[name] = (float(value) - w.median()) / sigma if sigma > 0 else 0.0
+            med = w.median()
+            sigma = max(w.spread(), 0.01 * abs(med), 1e-9)  # a constant feature can still move
+            out[name] = (float(value) - med) / sigma
         return out
 
     def _squashed(self, x: Features) -> Features:

@@ -55,12 +55,15 @@ def robust_detector(metric: str) -> Detector:
 
 def multivariate_detector(metric: str) -> Detector:
     """A per-series multivariate detector: Half-Space Trees on robustly scaled metrics,
-    shallow (height 4: one series has only 360 windows an hour), its score calibrated to
-    robust sigmas of its own recent scores; pages at 4. Opt-in: Half-Space Trees split on
-    random features, so a fault that moves one metric of seven barely moves the score;
-    ``bench/anomaly.py`` prints its event scores next to :func:`robust_detector`'s."""
-    trees = RobustHalfSpaceTrees(height=4, window_size=60, scale_window=180, seed=7)
-    return Detector(Calibrated(trees, skip=120), threshold=4.0, clear=2.0, warmup=180,
+    shallow (height 4: one series has only 360 windows an hour) and with a wide squash
+    (16 sigmas, so a 6-sigma shift does not land in a sliver next to normal values), its
+    score calibrated to robust sigmas of its own recent scores; pages at 6. Opt-in: Half-
+    Space Trees split on random features, so a fault that moves one metric of seven moves
+    their score little; ``bench/anomaly.py`` prints its event scores next to
+    :func:`robust_detector`'s."""
+    trees = RobustHalfSpaceTrees(height=4, window_size=60, scale_window=180, squash=16.0,
+                                 seed=7)
+    return Detector(Calibrated(trees, skip=120), threshold=6.0, clear=3.0, warmup=180,
                     enter=3, exit=3)
 
 

@@ -19,11 +19,28 @@ pipeline's latency fields (plus ``link_ms``) after the result's return trip.
 
 Latency is end to end (arrival at the router -> result back at the router); the first
 ``WARMUP_S`` seconds are not scored; frames still unfinished when the run stops count with
-the time they had waited. Last line: one JSON object.
+the time they had waited.
 
-    python bench/offload.py            # 120 s runs, 3 seeds
-    python bench/offload.py --quick    # 40 s runs, 1 seed
-    python bench/offload.py --measure  # re-measure the service-time profiles first
+Then the real pipeline (skip it with ``--no-real``): a tansu broker and, per policy, a
+fresh worker (roles router, edge, cloud; the emulated link in its router, 20 Mbit/s,
+20 ms one way) fed JPEG frames of vtest.avi paced in real time from a seeded schedule,
+the same for every policy. Both detectors run on this machine's cores with one thread
+each, so the two tiers compete for the same CPU. Every policy gets the same profile,
+measured at the start (decode + inference per frame, one thread). Latency is
+``Detection.latency.total_ms`` (capture -> detection published), scored after
+``REAL_WARMUP_S``.
+
+- busy load (2 cameras x 5 fps plus an 8-frame backlog chunk every ~6 s): every policy;
+  ``real_p95_ratio`` = the controller's p95 / the best baseline's.
+- normal load (the cameras alone): the controller again; ``model_mape`` = mean
+  |predicted - measured| / measured of the mean latency, each decision's prediction
+  against the next decision's measurement (the frames seen back in between).
+
+Last line: one JSON object.
+
+    python bench/offload.py            # 120 s sim runs x 3 seeds; 60 s real runs, all policies
+    python bench/offload.py --quick    # 40 s x 1 seed; 30 s real runs, controller, JSEC, FastVA
+    python bench/offload.py --measure  # re-measure the sim's service-time profiles first
 """
 
 from __future__ import annotations
@@ -481,7 +498,10 @@ def _panel(y0: float, w: float, h: float, pad: float, xmax: float, ymax: float, 
 # link in its router, frames of vtest.avi replayed in real time. Both detectors run on
 # this machine's cores, so the "edge" and "cloud" tiers compete for the same CPU.
 REAL_LINK = (20.0, 20.0, 1.0)  # Mbit/s, one-way delay ms, jitter ms (40 ms RTT)
-REAL_LOAD = (2, 6.0, (12, 6.0))  # cameras, fps each, backlog chunk (frames, every s)
+REAL_LOADS = {  # cameras, fps each, backlog chunk (frames, every s)
+    "normal": (2, 5.0, None),  # the model check: steady cameras only
+    "busy": (2, 5.0, (8, 6.0)),  # the comparison: plus a backlog chunk every ~6 s
+}
 REAL_POLICIES = ("controller", "edge-only", "cloud-only", "fastva", "jsec", "deepdecision")
 REAL_QUICK = ("controller", "jsec", "fastva")
 REAL_WARMUP_S = 8.0
@@ -498,6 +518,7 @@ class RealRun:
     decisions: list  # (t, OffloadDecision)
     ended_t: float  # when waiting for results stopped
     startup_s: float
+    load1: tuple[float, float]  # the machine's 1-minute load average before and after
     detections: list = field(default_factory=list)  # every Detection read back
 
 
@@ -649,6 +670,7 @@ def run_real(base: Settings, policy: str, frames: list[Frame], jpegs: list[bytes
     })
     ensure_topics(s)
     log = workdir / f"worker-{policy}.log"
+    load_before = os.getloadavg()[0]
     started = time.monotonic()
     with open(log, "wb") as out:
         worker = subprocess.Popen(
@@ -668,7 +690,8 @@ def run_real(base: Settings, policy: str, frames: list[Frame], jpegs: list[bytes
                                 + d.latency.total_ms / 1000)
             for d in collector.detections if d.camera != "probe"}
     decisions = [(rec.ts_ms / 1000 - t0, rec) for _, rec in collector.decisions]
-    return RealRun(policy, frames, done, decisions, ended, startup, collector.detections)
+    return RealRun(policy, frames, done, decisions, ended, startup,
+                   (load_before, os.getloadavg()[0]), collector.detections)
 
 
 def summarize_real(run: RealRun, warmup_s: float, duration_s: float) -> dict:
@@ -693,7 +716,7 @@ def summarize_real(run: RealRun, warmup_s: float, duration_s: float) -> dict:
         "cloud_share": n_cloud / max(n_cloud + n_edge, 1),
         "accuracy": (n_cloud * ACCURACY["cloud"] + n_edge * ACCURACY["edge"])
         / max(n_cloud + n_edge, 1),
-        "startup_s": run.startup_s,
+        "startup_s": run.startup_s, "load1_before": run.load1[0], "load1_after": run.load1[1],
     }
 
 
@@ -710,10 +733,31 @@ def real_model_mape(run: RealRun, warmup_s: float, duration_s: float) -> tuple[f
     return statistics.mean(abs(p - m) / m for _, p, m in pairs), pairs
 
 
-def real_compare(names: tuple[str, ...], duration_s: float, seed: int,
+def _print_real(name: str, r: dict) -> None:
+    print(f"  {name:13} p50 {r['p50']:7.1f} p95 {r['p95']:7.1f} p99 {r['p99']:7.1f} "
+          f"mean {r['mean']:7.1f} ms; {r['fps']:5.1f}/{r['offered_fps']:.1f} fps; "
+          f"cloud {r['cloud_share']:.2f}; acc {r['accuracy']:.3f}; "
+          f"unfinished {r['unfinished']}; startup {r['startup_s']:.0f} s; machine load "
+          f"{r['load1_before']:.1f} -> {r['load1_after']:.1f}", flush=True)
+
+
+def _controller_check(run: RealRun, duration_s: float) -> tuple[float, list]:
+    mape, pairs = real_model_mape(run, REAL_WARMUP_S, duration_s)
+    scored = [d for t, d in run.decisions if t >= REAL_WARMUP_S]
+    reasons = Counter(d.reason.split(":")[0] for d in scored)
+    ratio = statistics.mean(d.offload_ratio for d in scored) if scored else math.nan
+    apes = sorted(abs(p - m) / m for _, p, m in pairs)
+    median = apes[len(apes) // 2] if apes else math.nan
+    print(f"  controller: {len(pairs)} decisions paired, model MAPE {mape:.3f} (median "
+          f"{median:.3f}); offload ratio mean {ratio:.2f}; reasons {dict(reasons)}", flush=True)
+    return mape, pairs
+
+
+def real_compare(names: tuple[str, ...], duration_s: float, check_s: float, seed: int,
                  drain_s: float) -> dict:
-    """Every policy in ``names`` on the same replayed load, the same link and the same
-    profile (measured here and now)."""
+    """Every policy in ``names`` on the same replayed busy load, the same link and the same
+    profile (measured here and now); then the controller alone on the normal load, for the
+    model check."""
     from autosteer.infra.broker import LocalBroker
     from autosteer.infra.sample import ensure_sample_video
     from autosteer.processors.prepare import prepare_models
@@ -723,15 +767,16 @@ def real_compare(names: tuple[str, ...], duration_s: float, seed: int,
     prepare_models(base.model_dir, video)
     jpegs = video_jpegs(video, base.jpeg_quality)
     edge_ms, cloud_ms = measure_real_profile(base, jpegs)
-    frames = trace("real", duration_s, seed, loads={"real": REAL_LOAD})
+    busy = trace("busy", duration_s, seed, loads=REAL_LOADS)
+    normal = trace("normal", check_s, seed, loads=REAL_LOADS)
     mbps, delay_ms, jitter_ms = REAL_LINK
     kb = statistics.mean(map(len, jpegs)) / 1000
     print(f"real pipeline: edge {edge_ms:.1f} ms/frame, cloud {cloud_ms:.1f} ms/frame "
-          f"(decode + infer, 1 thread, measured now); JPEG {kb:.0f} KB; "
-          f"link {mbps:g} Mbit/s, {delay_ms:g} ms one way; {len(frames)} frames over "
-          f"{duration_s:.0f} s, first {REAL_WARMUP_S:.0f} s not scored", flush=True)
+          f"(decode + infer, 1 thread, measured now); JPEG {kb:.0f} KB; link {mbps:g} Mbit/s, "
+          f"{delay_ms:g} ms one way; busy: {len(busy)} frames in {duration_s:.0f} s; first "
+          f"{REAL_WARMUP_S:.0f} s not scored", flush=True)
     rows: dict[str, dict] = {}
-    mape, pairs = math.nan, []
+    out: dict = {"edge_ms": edge_ms, "cloud_ms": cloud_ms, "mape_busy": math.nan}
     with tempfile.TemporaryDirectory() as tmp:
         broker = LocalBroker(free_port(), Path(tmp))
         broker.start()
@@ -742,28 +787,25 @@ def real_compare(names: tuple[str, ...], duration_s: float, seed: int,
                 "link_delay_ms": delay_ms, "link_jitter_ms": jitter_ms,
                 "max_frame_age_ms": 0, "intra_op_threads": 1})
             for name in names:
-                run = run_real(prof, name, frames, jpegs, Path(tmp), drain_s)
+                run = run_real(prof, name, busy, jpegs, Path(tmp), drain_s)
                 rows[name] = summarize_real(run, REAL_WARMUP_S, duration_s)
-                r = rows[name]
-                print(f"  {name:13} p50 {r['p50']:7.1f} p95 {r['p95']:7.1f} p99 {r['p99']:7.1f} "
-                      f"mean {r['mean']:7.1f} ms; {r['fps']:5.1f}/{r['offered_fps']:.1f} fps; "
-                      f"cloud {r['cloud_share']:.2f}; acc {r['accuracy']:.3f}; "
-                      f"unfinished {r['unfinished']}; startup {r['startup_s']:.0f} s", flush=True)
+                _print_real(name, rows[name])
                 if name == "controller":
-                    mape, pairs = real_model_mape(run, REAL_WARMUP_S, duration_s)
-                    reasons = Counter(d.reason.split(":")[0] for _, d in run.decisions)
-                    ratios = [d.offload_ratio for t, d in run.decisions if t >= REAL_WARMUP_S]
-                    print(f"  controller: {len(pairs)} decisions paired, model MAPE {mape:.3f}; "
-                          f"offload ratio mean {statistics.mean(ratios or [math.nan]):.2f}; "
-                          f"reasons {dict(reasons)}", flush=True)
+                    out["mape_busy"] = _controller_check(run, duration_s)[0]
+            print(f"model check: the controller alone, normal load ({len(normal)} frames in "
+                  f"{check_s:.0f} s)", flush=True)
+            run = run_real(prof, "controller", normal, jpegs, Path(tmp), drain_s)
+            out["normal"] = summarize_real(run, REAL_WARMUP_S, check_s)
+            _print_real("controller", out["normal"])
+            out["mape"], out["pairs"] = _controller_check(run, check_s)
         finally:
             broker.stop()
     baselines = {n: r for n, r in rows.items() if n != "controller"}
-    best = min(baselines, key=lambda n: baselines[n]["p95"]) if baselines else None
-    ratio = (rows["controller"]["p95"] / baselines[best]["p95"]
-             if best and "controller" in rows else math.nan)
-    return {"rows": rows, "best": best, "ratio": ratio, "mape": mape, "pairs": pairs,
-            "edge_ms": edge_ms, "cloud_ms": cloud_ms}
+    out["best"] = min(baselines, key=lambda n: baselines[n]["p95"]) if baselines else None
+    out["ratio"] = (rows["controller"]["p95"] / baselines[out["best"]]["p95"]
+                    if out["best"] and "controller" in rows else math.nan)
+    out["rows"] = rows
+    return out
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -874,11 +916,13 @@ def main() -> None:
     if not args.no_real:
         names = (tuple(args.real_policies.split(",")) if args.real_policies
                  else REAL_QUICK if args.quick else REAL_POLICIES)
-        real = real_compare(names, 30.0 if args.quick else 60.0, seeds[0],
-                            drain_s=5.0 if args.quick else 15.0)
+        real = real_compare(names, 30.0 if args.quick else 60.0, 24.0 if args.quick else 60.0,
+                            seeds[0], drain_s=5.0 if args.quick else 15.0)
         if real["best"]:
-            print(f"real p95 controller / best baseline ({real['best']}): "
-                  f"{real['ratio']:.3f}; model MAPE (mean, next interval) {real['mape']:.3f}")
+            print(f"real p95 controller / best baseline ({real['best']}), busy: "
+                  f"{real['ratio']:.3f}")
+        print(f"real model MAPE (mean latency, each decision vs the next interval): normal "
+              f"{real['mape']:.3f}, busy {real['mape_busy']:.3f}")
     print(f"took {time.perf_counter() - t_start:.1f} s in all")
 
     def num(v: float) -> float | None:
@@ -898,8 +942,11 @@ def main() -> None:
         "ours_decide_us_p50": round(statistics.mean(r["decide_p50_us"] for r in ours), 1),
         "real_p95_ratio": num(real["ratio"]) if real else None,
         "model_mape": num(real["mape"]) if real else None,
+        "model_mape_busy": num(real["mape_busy"]) if real else None,
         "real_best_baseline": real["best"] if real else None,
-        "real": {n: {k: round(v, 3) for k, v in r.items()} for n, r in real["rows"].items()}
+        "real_busy": {n: {k: round(v, 3) for k, v in r.items()}
+                      for n, r in real["rows"].items()} if real else None,
+        "real_normal_controller": {k: round(v, 3) for k, v in real["normal"].items()}
         if real else None,
         "real_profile_ms": {"edge": round(real["edge_ms"], 1), "cloud": round(real["cloud_ms"], 1)}
         if real else None,

@@ -16,6 +16,7 @@ k. AC@k is the share of cases right at k; Avg@5 is the mean of AC@1..AC@5.
 
     python bench/rca.py            # 300 cases (50 per fault kind)
     python bench/rca.py --quick    # 36 cases (6 per kind)
+    python bench/rca.py --mild     # the same 300 cases with faults of a third the size
 
 Last line: one JSON object.
 """
@@ -70,11 +71,12 @@ def rank_of(keys: list[tuple[str, str, str]], truth: tuple[str, str, str]) -> in
     return keys.index(truth) + 1 if truth in keys else None
 
 
-def run_case(i: int, kind: str, seed: int, store: EmbeddedStore) -> dict:
+def run_case(i: int, kind: str, seed: int, store: EmbeddedStore,
+             severity: tuple[float, float] = (0.3, 1.0)) -> dict:
     rng = random.Random(seed)
     topo = Topology()
     onset = T0 + HISTORY_S * 1000 + rng.randrange(0, 60_000)
-    fault = random_fault(kind, topo, rng, onset, onset + 3_600_000)
+    fault = random_fault(kind, topo, rng, onset, onset + 3_600_000, severity)
     tel = simulate(topo, [fault], start_ms=T0, seconds=HISTORY_S + FAULT_S, seed=seed)
     anomaly, early = first_anomaly(tel, onset)
     detected = anomaly is not None
@@ -106,6 +108,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="6 cases per fault kind")
     ap.add_argument("--per-kind", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mild", action="store_true",
+                    help="severities in [0.1, 0.3] instead of [0.3, 1.0]: faults near the noise")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every miss")
     args = ap.parse_args()
     per_kind = args.per_kind or (6 if args.quick else 50)
@@ -117,7 +121,8 @@ def main() -> None:
             for _ in range(per_kind):
                 for kind in FAULT_KINDS:
                     i = len(results)
-                    r = run_case(i, kind, args.seed * 100_003 + i, store)
+                    r = run_case(i, kind, args.seed * 100_003 + i, store,
+                                 (0.1, 0.3) if args.mild else (0.3, 1.0))
                     results.append(r)
                     if args.verbose and r["ours"] != 1:
                         print(f"miss {kind}/{r['variant']}: truth {r['truth']} rank "
@@ -150,6 +155,7 @@ def main() -> None:
                          for k, v in by_kind.items()},
         "per_kind_baseline_ac1": {k: round(accuracy([r["naive"] for r in v])["ac1"], 3)
                                   for k, v in by_kind.items()},
+        "severity": [0.1, 0.3] if args.mild else [0.3, 1.0],
         "seconds": round(time.monotonic() - t0, 1),
     }
     print(json.dumps(summary))

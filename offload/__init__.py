@@ -14,7 +14,7 @@ from autosteer.offload.baselines import (
     ShortestCompletion,
 )
 from autosteer.offload.controller import ControlConfig, ControlDecision, OffloadController
-from autosteer.offload.estimate import Ewma, LinkEstimator, RateMeter, Window
+from autosteer.offload.estimate import Ewma, LinkEstimator, RateMeter, Slowdown, Window
 from autosteer.offload.link import EmulatedLink
 from autosteer.offload.live import LiveState
 from autosteer.offload.optimize import Halfspace, pgd, project
@@ -45,6 +45,7 @@ __all__ = [
     "Prediction",
     "RateMeter",
     "ShortestCompletion",
+    "Slowdown",
     "SystemProfile",
     "TierProfile",
     "Tier",

@@ -107,7 +107,7 @@ class ControlConfig:
     hysteresis_ms: float = 1.0
     calibrate_util: float = 0.1
     rate_window_s: float = 10.0
-    rate_min_span_s: float = 1.0
+    rate_min_span_s: float = 2.0
     deadline_ms: float | None = None
     deadline_slack: float = 1.0
     auto_tick: bool = True

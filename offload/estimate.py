@@ -35,19 +35,23 @@ import numpy as np
 
 
 class Ewma:
-    """Exponentially weighted mean; the first sample sets it."""
+    """Exponentially weighted mean; the first sample sets it, or ``prior`` does (worth
+    one sample, not counted in ``n``, the number of samples seen)."""
 
-    def __init__(self, alpha: float = 0.1) -> None:
+    def __init__(self, alpha: float = 0.1, prior: float | None = None) -> None:
         if not 0.0 < alpha <= 1.0:
             raise ValueError(f"alpha must be within (0, 1]; got {alpha}")
         self.alpha = alpha
-        self.value: float | None = None
+        self.prior = prior
+        self.value: float | None = prior
         self.var = 0.0
+        self.n = 0
 
     def __repr__(self) -> str:
-        return f"Ewma(alpha={self.alpha})"
+        return f"Ewma(alpha={self.alpha}, prior={self.prior})"
 
     def update(self, x: float) -> None:
+        self.n += 1
         if self.value is None:
             self.value = x
             return
@@ -162,8 +166,13 @@ class RateMeter:
 
 
 class Slowdown:
-    """How much a tier's service time grows with the other tier's CPU load, when both run
-    on the same cores: ``s = a (1 + k u)``, ``u`` the other tier's busy cores.
+    """How much a tier's service time grows with the other tier's load, when both run on
+    the same cores: ``s = a (1 + k u)``, ``u`` the frames per second the other tier
+    finished lately.
+
+    ``u`` counts frames, not the other tier's busy time: busy time grows with the other
+    tier's own service time, so a third party loading the cores would slow both tiers
+    and read as contention between them.
 
     ``k`` comes from ridge least squares over the last ``size`` samples ``(u, s)``; it keeps
     its last value while ``u`` has varied by less than ``min_spread`` (standard deviation)
@@ -172,14 +181,14 @@ class Slowdown:
 
     >>> sd = Slowdown()
     >>> for i in range(64):
-    ...     u = (i % 4) / 4                  # the other tier busy 0, 25, 50, 75% of the time
-    ...     sd.update(u, 0.050 * (1 + 1.5 * u))
-    >>> round(sd.k, 2), round(sd.factor(0.5), 2)   # the ridge shrinks k a little (true 1.5)
-    (1.47, 1.74)
+    ...     u = 2.0 * (i % 4)                # the other tier finishing 0, 2, 4, 6 frames/s
+    ...     sd.update(u, 0.050 * (1 + 0.15 * u))
+    >>> round(sd.k, 3), round(sd.factor(4.0), 2)   # the ridge shrinks k a little (true 0.15)
+    (0.148, 1.59)
     """
 
-    def __init__(self, size: int = 256, ridge: float = 1e-3, min_spread: float = 0.05,
-                 max_k: float = 4.0) -> None:
+    def __init__(self, size: int = 256, ridge: float = 0.05, min_spread: float = 0.5,
+                 max_k: float = 1.0) -> None:
         self.size = size
         self.ridge = ridge
         self.min_spread = min_spread

@@ -16,8 +16,8 @@ simulator internals.
 (3, 0.16)
 >>> live.learn(Observation("cam1", "edge", total_ms=41.0, infer_ms=41.0, queue_ms=0.0,
 ...                        seq=0), now_s=0.05)
->>> live.outstanding("edge"), round(live.edge_s, 4)
-(2, 0.041)
+>>> live.outstanding("edge"), round(live.edge_s, 4)   # the profile's 40 ms was the prior
+(2, 0.0401)
 """
 
 from __future__ import annotations
@@ -56,15 +56,16 @@ class LiveState:
         self._rates: dict[str, RateMeter] = {}
         self._all = RateMeter(burst_window_s)
         self._sizes: dict[str, Ewma] = {}
-        self._edge = Ewma(alpha)
+        # service times start from the profile (a prior worth one sample: the first
+        # inference of a model is cold and slow) and take samples clipped at 4x themselves
+        self._edge = Ewma(alpha, prior=profile.edge.frame_s(1))
         self._edge_wait = Ewma(alpha)
         self._edge_in = RateMeter(load_window_s)
-        self._cloud = Ewma(alpha)
+        self._cloud = Ewma(alpha, prior=profile.cloud.frame_s(1))
         self._pre = Ewma(alpha)  # capture -> routed (before any tier is chosen)
         self._hop = Window(256)  # routed -> received by the edge detector's worker
         self._hop_s: float | None = 0.0  # its low quantile (None: to recompute)
-        self._busy: dict[Tier, deque[tuple[float, float]]] = {"edge": deque(),
-                                                              "cloud": deque()}
+        self._finished: dict[Tier, deque[float]] = {"edge": deque(), "cloud": deque()}
         self.slowdown: dict[Tier, Slowdown] = {"edge": Slowdown(), "cloud": Slowdown()}
         self._out: dict[Tier, OrderedDict[Key, tuple[float, int]]] = {
             "edge": OrderedDict(), "cloud": OrderedDict()}
@@ -116,11 +117,11 @@ class LiveState:
         out.pop(key, None)
         service = (obs.infer_ms + obs.decode_ms) / 1000
         other: Tier = "cloud" if obs.tier == "edge" else "edge"
-        self.slowdown[obs.tier].update(self.busy(other, now_s), service)
-        self._busy[obs.tier].append((now_s, service))
+        self.slowdown[obs.tier].update(self.finished(other, now_s), service)
+        self._finished[obs.tier].append(now_s)
         self._pre.update((obs.ingest_ms + obs.route_ms) / 1000)
         if obs.tier == "edge":
-            self._edge.update(service)
+            self._edge.update(min(service, 4 * self.edge_s))
             self._hop.update(obs.link_ms / 1000)
             self._hop_s = None
             self._edge_wait.update(max(0.0, (obs.link_ms + obs.queue_ms) / 1000 - self.hop_s))
@@ -128,7 +129,7 @@ class LiveState:
                 done = (obs.ts_ms + obs.total_ms) / 1000
                 self._edge_free = done + len(out) * self.edge_s
         else:
-            self._cloud.update(service)
+            self._cloud.update(min(service, 4 * self.cloud_frame_s))
             if obs.link_ms > 0:
                 self.link.learn(key, obs.link_ms / 1000)
         e2e = obs.total_ms / 1000 + (self.link.delay_s if obs.tier == "cloud" else 0.0)
@@ -191,24 +192,23 @@ class LiveState:
         router's own hop) and, on the edge, the hop to its detector."""
         return self._pre.get(0.0) + (self.hop_s if tier == "edge" else 0.0)
 
-    def busy(self, tier: Tier, now_s: float) -> float:
-        """Cores ``tier``'s detector kept busy lately: its reported seconds per frame
-        (decode + inference) summed over the frames seen back in the last
-        ``load_window_s``, per second."""
-        q = self._busy[tier]
-        while q and q[0][0] < now_s - self.load_window_s:
+    def finished(self, tier: Tier, now_s: float) -> float:
+        """Frames per second ``tier`` finished lately (seen back in the last
+        ``load_window_s``): the load it puts on cores it may share with the other tier."""
+        q = self._finished[tier]
+        while q and q[0] < now_s - self.load_window_s:
             q.popleft()
-        return sum(s for _, s in q) / self.load_window_s
+        return len(q) / self.load_window_s
 
     def contention(self, now_s: float) -> tuple[float, float]:
         """Edge and cloud service times now over their times alone (1.0 when the tiers do
         not share cores, as far as telemetry shows)."""
-        return (self.slowdown["edge"].factor(self.busy("cloud", now_s)),
-                self.slowdown["cloud"].factor(self.busy("edge", now_s)))
+        return (self.slowdown["edge"].factor(self.finished("cloud", now_s)),
+                self.slowdown["cloud"].factor(self.finished("edge", now_s)))
 
     @property
     def edge_scv(self) -> float:
-        return self._edge.scv if self._edge.value is not None else self.profile.edge.scv
+        return self._edge.scv if self._edge.n else self.profile.edge.scv
 
     @property
     def cloud_frame_s(self) -> float:

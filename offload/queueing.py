@@ -149,8 +149,8 @@ class ModelInputs:
     - ``edge_overhead_s``, ``cloud_overhead_s``: time on each path outside the modelled
       queues (capture -> router, the hop to the edge detector), added to the latency.
     - ``edge_slowdown``, ``cloud_slowdown``: when both tiers share cores, each one's
-      service time is its time alone x (1 + slowdown x the other tier's busy cores);
-      ``edge_s`` and ``cloud`` are then the times alone. 0 = separate boxes."""
+      service time is its time alone x (1 + slowdown x the frames/s the other tier
+      finishes); ``edge_s`` and ``cloud`` are then the times alone. 0 = separate boxes."""
 
     rates_fps: tuple[float, ...]
     sizes_bytes: tuple[float, ...]
@@ -242,7 +242,8 @@ class OffloadModel:
 
     def slowdown(self, x: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
         """Edge and cloud service times over their times alone, for rows of ``x``: the
-        fixed point of each tier slowing down with the other's busy cores."""
+        fixed point of each tier slowing down with the frames/s the other one finishes
+        (its arrivals, or its capacity at its slowed-down speed if that is less)."""
         return self._slowdown(*self.loads(self._rows(x))[:2])
 
     def _slowdown(self, lam_e: np.ndarray, lam_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -250,12 +251,12 @@ class OffloadModel:
         f_e, f_c = np.ones_like(lam_e), np.ones_like(lam_c)
         if inp.edge_slowdown == 0 and inp.cloud_slowdown == 0:
             return f_e, f_c
-        cloud_s = inp.cloud.frame_s(1)
-        for _ in range(16):  # damped: converges for any slowdowns (busy cores are capped)
-            busy_e = np.minimum(lam_e * inp.edge_s * f_e, 1.0)
-            busy_c = np.minimum(lam_c * cloud_s * f_c, inp.cloud.servers)
-            f_e = 0.5 * f_e + 0.5 * (1.0 + inp.edge_slowdown * busy_c)
-            f_c = 0.5 * f_c + 0.5 * (1.0 + inp.cloud_slowdown * busy_e)
+        cap_c = inp.cloud.capacity_fps
+        for _ in range(16):  # damped: the finished rates are capped, so it settles
+            done_e = np.minimum(lam_e, 1.0 / (inp.edge_s * f_e))
+            done_c = np.minimum(lam_c, cap_c / f_c)
+            f_e = 0.5 * f_e + 0.5 * (1.0 + inp.edge_slowdown * done_c)
+            f_c = 0.5 * f_c + 0.5 * (1.0 + inp.cloud_slowdown * done_e)
         return f_e, f_c
 
     def predict(self, x: np.ndarray | float) -> Prediction:

@@ -115,9 +115,10 @@ class Fault:
 
 
 def random_fault(kind: str, topology: Topology, rng: random.Random, start_ms: int,
-                 end_ms: int) -> Fault:
-    """A fault of ``kind`` with a random target, variant and severity."""
-    sev = rng.uniform(0.3, 1.0)
+                 end_ms: int, severity: tuple[float, float] = (0.3, 1.0)) -> Fault:
+    """A fault of ``kind`` with a random target, variant and severity (uniform in
+    ``severity``)."""
+    sev = rng.uniform(*severity)
     cams = topology.camera_ids
     if kind == "node_slowdown":
         return Fault(kind, rng.choice(topology.nodes), start_ms, end_ms, sev,

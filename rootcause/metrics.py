@@ -55,7 +55,9 @@ def _sketch(name: str) -> tuple[str, str]:
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in [
-    Metric("fps", WINDOWS_TABLE, "frames", None, -1, home="camera", unit="frames/s"),
+    # a slower detector also serves fewer frames per second: fps is a symptom there
+    Metric("fps", WINDOWS_TABLE, "frames", None, -1, parents=("infer_ms", "queue_ms"),
+           home="camera", unit="frames/s"),
     Metric("boxes_per_frame", WINDOWS_TABLE, "detections", "frames", -1, parents=("score",),
            home="camera", unit="boxes"),
     Metric("score", WINDOWS_TABLE, *_sketch("score"), -1, home="camera", unit="confidence"),

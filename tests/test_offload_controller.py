@@ -11,6 +11,7 @@ from autosteer.offload import (
     ControlConfig,
     EmulatedLink,
     FrameMeta,
+    LiveState,
     Observation,
     OffloadController,
     OffloadModel,
@@ -27,11 +28,13 @@ class World:
 
     def __init__(self, config: ControlConfig | None = None, cameras: int = 4,
                  fps: float = 8.0, bandwidth_bps: float = 50e6, delay_s: float = 0.010,
-                 edge_s: float = 0.040) -> None:
+                 edge_s: float = 0.040, shared: float = 0.0) -> None:
         self.now = 0.0
         self.ctl = OffloadController(PROFILE, config, clock=lambda: self.now)
         self.link = EmulatedLink(bandwidth_bps, delay_s, jitter_s=0.001, seed=1)
         self.edge_s = edge_s
+        self.shared = shared  # edge time x (1 + shared x cloud frames/s): shared cores
+        self.cloud_done: deque[float] = deque()
         self.cameras, self.fps = cameras, fps
         self.events: list = []
         self.n = 0
@@ -90,13 +93,16 @@ class World:
                     edge_busy = False
                 else:
                     cloud_free += 1
+                    self.cloud_done.extend([t] * len(batch))
             elif kind == "observe":
                 self.ctl.learn(data)
             if not edge_busy and edge_q:
                 (d, routed) = edge_q.popleft()
                 edge_busy = True
-                self.at(self.now + self.edge_s, "done", ("edge", [(d, routed, 0.0)], self.now,
-                                                         self.edge_s))
+                while self.cloud_done and self.cloud_done[0] < self.now - 2.0:
+                    self.cloud_done.popleft()
+                s = self.edge_s * (1 + self.shared * len(self.cloud_done) / 2.0)
+                self.at(self.now + s, "done", ("edge", [(d, routed, 0.0)], self.now, s))
             while cloud_free and cloud_q:
                 batch = [cloud_q.popleft() for _ in range(min(4, len(cloud_q)))]
                 cloud_free -= 1
@@ -216,3 +222,39 @@ def test_a_failing_control_step_never_breaks_routing(monkeypatch, caplog) -> Non
         assert w.ctl.decide(FrameMeta("cam0", 10_000, int(w.now * 1000), 80_000)) in (
             "edge", "cloud")
     assert "control step failed" in caplog.text
+
+
+def test_learns_that_the_tiers_share_cores() -> None:
+    w = World(shared=0.05)  # each cloud frame/s makes the edge 5% slower
+    w.run(30.0)
+    d = w.ctl.last_decision()
+    assert w.ctl.live.slowdown["edge"].k == pytest.approx(0.05, rel=0.5)
+    assert w.ctl.live.slowdown["cloud"].k < 0.01  # the cloud does not slow down
+    assert d.predicted_mean_ms == pytest.approx(d.measured_mean_ms, rel=0.3)
+
+
+def test_probes_the_link_with_frame_pairs() -> None:
+    # the warm-up sends isolated frames: their transits only bound the bandwidth (from
+    # below, by a factor of about 1.8 here), which alone would read as a saturated link
+    w = World(ControlConfig(accuracy_floor=0.99), bandwidth_bps=10e6, delay_s=0.05)
+    w.run(5.0)
+    link = w.ctl.live.link
+    assert link.pairs >= 3
+    assert link.bandwidth_Bps * 8 == pytest.approx(10e6, rel=0.05)
+    assert link.delay_s == pytest.approx(0.05, abs=0.005)
+
+
+def test_pipeline_overheads_come_from_the_latency_fields() -> None:
+    live = LiveState(PROFILE)
+    for i in range(64):
+        f = FrameMeta("cam0", i, ts_ms=i * 100, size_bytes=80_000)
+        live.arrive(f, i / 10)
+        live.dispatch(f, "edge", i / 10)
+        hop = 5.0 + i % 10 + (200.0 if i % 16 == 0 else 0.0)  # now and then a backlog
+        live.learn(Observation("cam0", "edge", total_ms=60 + hop, infer_ms=40.0, queue_ms=3.0,
+                               seq=i, ts_ms=i * 100, ingest_ms=2.0, route_ms=10.0,
+                               link_ms=hop), i / 10 + 0.06 + hop / 1000)
+    assert live.hop_s == pytest.approx(0.005, abs=0.001)  # the hop without the backlog
+    assert live.overhead_s("edge") == pytest.approx(0.012 + live.hop_s, rel=0.05)
+    assert live.overhead_s("cloud") == pytest.approx(0.012, rel=0.05)
+    assert live.finished("edge", 6.4) == pytest.approx(10.0, rel=0.1)

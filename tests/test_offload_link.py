@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from autosteer.offload.estimate import Ewma, LinkEstimator, RateMeter, Window
+from autosteer.offload.estimate import Ewma, LinkEstimator, RateMeter, Slowdown, Window
 from autosteer.offload.link import EmulatedLink
 
 
@@ -97,3 +97,27 @@ def test_ewma_window_and_rate_meter() -> None:
     assert bursty.dispersion(0.25) > 5
     with pytest.raises(ValueError, match="alpha"):
         Ewma(0.0)
+
+
+def test_a_dumped_backlog_is_not_a_sustained_rate() -> None:
+    m = RateMeter(window_s=10.0, min_span_s=2.0)
+    for _ in range(8):
+        m.update(5.0)  # eight frames at once
+    assert m.rate(5.1) == pytest.approx(4.0)  # over the least span, not 0.1 s
+    assert m.rate(9.0) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="min_span_s"):
+        RateMeter(window_s=1.0, min_span_s=2.0)
+
+
+def test_slowdown_learns_shared_cores_and_ignores_a_flat_load() -> None:
+    sd = Slowdown()
+    for _ in range(100):
+        sd.update(3.0, 0.050)  # the other tier always at 3 frames/s: nothing to learn
+    assert sd.k == 0.0
+    for i in range(256):
+        u = float(i % 8)
+        sd.update(u, 0.050 * (1 + 0.1 * u))
+    assert sd.k == pytest.approx(0.1, rel=0.1)
+    for i in range(256):
+        sd.update(float(i % 8), 0.050)  # separate boxes: no slowdown
+    assert sd.k == pytest.approx(0.0, abs=0.01)

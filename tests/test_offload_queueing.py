@@ -135,3 +135,25 @@ def test_bad_inputs_say_what_is_wrong() -> None:
         inputs(bandwidth_Bps=0.0)
     with pytest.raises(ValueError, match="batch_s"):
         TierProfile(())
+
+
+def test_shared_cores_make_offloading_slow_the_edge() -> None:
+    alone = OffloadModel(inputs())
+    shared = OffloadModel(inputs(edge_slowdown=0.05, cloud_slowdown=0.02))
+    f_e, f_c = shared.slowdown(np.array([[0.0] * 4, [0.5] * 4]))
+    assert f_e[0] == pytest.approx(1.0) and f_e[1] > 1.5  # the cloud's 16 frames/s cost
+    assert f_c[1] > 1.0
+    assert float(shared.predict(0.5).edge_util) > float(alone.predict(0.5).edge_util)
+    assert float(shared.predict(0.0).edge_util) == pytest.approx(
+        float(alone.predict(0.0).edge_util), rel=0.05)  # nothing on the cloud, no slowdown
+
+
+def test_edge_batches_and_overheads_add_latency() -> None:
+    base = OffloadModel(inputs())
+    batched = OffloadModel(inputs(edge_batch=4, edge_overhead_s=0.030, cloud_overhead_s=0.010))
+    p0, p1 = base.predict(0.3), batched.predict(0.3)
+    assert float(p1.edge_batch) > 1.0 and float(p0.edge_batch) == 1.0
+    assert float(p1.edge_mean_s) > float(p0.edge_mean_s) + 0.030
+    assert float(p1.cloud_mean_s) == pytest.approx(float(p0.cloud_mean_s) + 0.010)
+    with pytest.raises(ValueError, match="edge_batch"):
+        inputs(edge_batch=0)
