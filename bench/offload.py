@@ -66,6 +66,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from autosteer.errors import RecordError
 from autosteer.infra.process import free_port, wait_port
 from autosteer.offload import (
     CloudOnly,
@@ -543,11 +544,15 @@ class Collector(threading.Thread):
                 for m in self._consumer.consume(256, timeout=0.1):
                     if m.error():
                         continue
-                    with self.lock:
+                    try:
                         if m.topic() == self.names.detections:
-                            self.detections.append(Detection.parse(m.value()))
+                            det = Detection.parse(m.value())
+                            with self.lock:
+                                self.detections.append(det)
                         else:
                             self.decisions.append((time.time(), OffloadDecision.parse(m.value())))
+                    except RecordError as exc:  # not ours to fix here; say so and go on
+                        print(f"  skipped a malformed record on {m.topic()}: {exc}")
         finally:
             self._consumer.close()
 
@@ -672,19 +677,22 @@ def run_real(base: Settings, policy: str, frames: list[Frame], jpegs: list[bytes
     log = workdir / f"worker-{policy}.log"
     load_before = os.getloadavg()[0]
     started = time.monotonic()
-    with open(log, "wb") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "autosteer.streams.cli", "-l", "warning", "worker"],
-            env=worker_env(s), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     collector = Collector(s)
     collector.start()
+    worker = None
     try:
+        with open(log, "wb") as out:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "autosteer.streams.cli", "-l", "warning", "worker"],
+                env=worker_env(s), stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
         wait_port(s.web_port, 90, what="worker", proc=worker, log_file=log)
         wait_ready(s, collector, jpegs[0])
         startup = time.monotonic() - started
         t0, ended = replay(s, frames, jpegs, collector, drain_s)
     finally:
-        stop_group(worker)
+        if worker is not None:
+            stop_group(worker)
         collector.stop()
     done = {(d.camera, d.seq): (d.tier, d.latency.total_ms, d.ts_ms / 1000 - t0
                                 + d.latency.total_ms / 1000)
