@@ -14,6 +14,23 @@ from autosteer.topics.records import Detection
 from helpers import cli, consume, unique
 
 pytestmark = pytest.mark.integration
+
+
+def two_free_ports() -> int:
+    """A port p with p + 1 free too (deploy gives its workers consecutive web ports)."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no two consecutive free ports")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -24,7 +41,7 @@ def test_deploy_the_video_example_from_its_spec(
     spec.write_text((ROOT / "examples" / "video.yaml").read_text()
                     .replace("rtsp://127.0.0.1:18554/cam1", rtsp.url))
     s = make_settings(store="server", clickhouse_url=clickhouse.url(unique("db")),
-                      offload_policy="fixed")
+                      offload_policy="fixed", web_port=two_free_ports())
     res = cli(s, "deploy", str(spec), "--seconds", "25", "--log-dir", str(tmp_path / "logs"),
               timeout_s=180)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
