@@ -15,7 +15,14 @@ import subprocess
 from pathlib import Path
 
 from autosteer.errors import InfraError
-from autosteer.infra.process import ManagedProcess, port_open, wait_port, wait_port_free
+from autosteer.infra.process import (
+    ManagedProcess,
+    bindable,
+    free_port,
+    port_open,
+    wait_port,
+    wait_port_free,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +123,7 @@ class LocalClickHouse:
     def __init__(self, tcp_port: int, http_port: int, state_dir: Path) -> None:
         self.tcp_port = tcp_port
         self.http_port = http_port
+        self.interserver_port = http_port + 1
         self.root = state_dir / f"clickhouse-{tcp_port}"
         self.proc = ManagedProcess(f"clickhouse-{tcp_port}", state_dir)
 
@@ -129,9 +137,15 @@ class LocalClickHouse:
         for sub in ("log", "data", "tmp", "user_files", "format_schemas"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         cfg = self.root / "config.xml"
+        # clients only use the tcp port; the other two may move if something took them
+        # (an outgoing connection's ephemeral port, between a stop and a start)
+        if not bindable(self.http_port):
+            self.http_port = free_port()
+        if not bindable(self.interserver_port):
+            self.interserver_port = free_port()
         cfg.write_text(CONFIG.format(
             root=self.root, tcp_port=self.tcp_port, http_port=self.http_port,
-            interserver_port=self.http_port + 1,
+            interserver_port=self.interserver_port,
         ))
         (self.root / "users.xml").write_text(USERS)
         return cfg
