@@ -106,6 +106,7 @@ class ServerStore:
     def setup(self) -> None:
         for stmt in ddl(self.database):
             self._execute(stmt)
+        migrate(self)
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if rows:  # columnar: clickhouse-driver skips its row-to-column transpose
@@ -162,6 +163,7 @@ class EmbeddedStore:
     def setup(self) -> None:
         for stmt in ddl(self.database):
             self._run(stmt)
+        migrate(self)
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
@@ -190,6 +192,25 @@ class EmbeddedStore:
             close = getattr(self._sess, "close", None)
             if close:
                 close()
+
+
+def migrate(store: TelemetryStore) -> list[str]:
+    """Add the columns a table made by an older autosteer lacks (``CREATE TABLE IF NOT
+    EXISTS`` keeps an old table as it is). Returns the statements it ran."""
+    from autosteer.telemetry.schema import TABLES
+
+    ran = []
+    for table in TABLES:
+        _, rows = store.query(f"DESCRIBE TABLE {store.database}.{table.name}")
+        have = {r[0] for r in rows}
+        for name, typ in table.typed_columns:
+            if name not in have:
+                stmt = f"ALTER TABLE {store.database}.{table.name} ADD COLUMN {name} {typ}"
+                store.query(stmt)
+                ran.append(stmt)
+    if ran:
+        log.warning("telemetry schema upgraded: %s", "; ".join(ran))
+    return ran
 
 
 def open_store(settings: Settings) -> TelemetryStore:

@@ -90,3 +90,13 @@ def test_retention_drops_old_day_partitions(store: TelemetryStore) -> None:
     store.query(drop_partition_sql(store.database, "telemetry_frames", "2025-11-13"))
     _, n = store.query(f"SELECT count() FROM {store.database}.{FRAMES_TABLE}")
     assert n[0][0] == 0
+
+
+def test_tables_of_an_older_version_get_the_new_columns(store: TelemetryStore) -> None:
+    from autosteer.telemetry.store import migrate
+
+    db = store.database
+    store.query(f"ALTER TABLE {db}.{FRAMES_TABLE} DROP COLUMN sample_weight")
+    ran = migrate(store)
+    assert ran == [f"ALTER TABLE {db}.{FRAMES_TABLE} ADD COLUMN sample_weight Float32"]
+    assert migrate(store) == []
