@@ -49,7 +49,7 @@ def test_injected_node_slowdown_is_detected_and_explained_within_60s(
     try:
         time.sleep(50)  # warm-up: the detectors learn what normal looks like (30 windows)
         req = urllib.request.Request(
-            f"http://127.0.0.1:{slow.web_port}/fault?delay_ms=100", method="POST")
+            f"http://127.0.0.1:{slow.web_port}/fault?delay_ms=200", method="POST")
         urllib.request.urlopen(req, timeout=5).read()
         injected = now_ms()
         rcs = consume(s, names.rootcauses, until=lambda m: any(
