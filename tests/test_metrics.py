@@ -128,8 +128,6 @@ def test_the_thumbnail_is_the_frame_of_the_last_detection_with_its_boxes(
 
 
 def test_shed_results_count_apart_and_keep_the_last_thumbnail(pipeline: Pipeline) -> None:
-    if "status" not in Detection.model_fields:
-        pytest.skip("detections have no status (no load shedding) in this version")
     live = ui_of(pipeline)
     names = TopicNames("unit")
     for seq in range(3):
