@@ -135,6 +135,22 @@ class Settings(BaseSettings):
         values.update(overrides)
         return cls.model_validate(values)
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``AUTOSTEER_*`` variables (secrets in clear: for a child
+        process's environment, never for a log). ``from_env`` reads them back.
+
+        >>> Settings(node="edge-7", kafka_sasl_password="pw").to_env()["AUTOSTEER_NODE"]
+        'edge-7'
+        """
+        env = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+        return env
+
     def role_set(self) -> set[str]:
         return {r.strip() for r in self.roles.split(",") if r.strip()}
 

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,9 +26,10 @@ import uuid
 from pathlib import Path
 
 from autosteer.infra.broker import LocalBroker
-from autosteer.infra.process import free_port, wait_port
+from autosteer.infra.process import free_port
 from autosteer.infra.rtsp import RtspTestServer
 from autosteer.infra.sample import ensure_sample_video
+from autosteer.infra.worker import WorkerProcess
 from autosteer.processors.prepare import prepare_models
 from autosteer.retrain.records import ModelUpdate, RetrainRequest
 from autosteer.settings import Settings
@@ -70,17 +69,11 @@ def main() -> None:
             "node": "loop"})
         ensure_topics(s)
         names = TopicNames(s.topic_prefix)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOSTEER_")}
-        env.update({f"AUTOSTEER_{k.upper()}": str(v) for k, v in s.model_dump().items()
-                    if v is not None})
-        log = open(tmp / "worker.log", "wb")  # noqa: SIM115
-        worker = subprocess.Popen([sys.executable, "-m", "autosteer.streams.cli", "worker"],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        worker = WorkerProcess(s, tmp / "worker.log", loglevel="warning")
         consumer = Consumer(s.consumer_config(f"loop-{uuid.uuid4().hex[:6]}"))
         sent = 0
         try:
-            wait_port(s.web_port, 90, what="worker", proc=worker)
+            worker.start(create_topics=False)
             consumer.subscribe([names.quality, names.retrain_requests, names.models_updates,
                                 names.detections])
             prod = Producer(s.producer_config())
@@ -132,12 +125,7 @@ def main() -> None:
                     seen.add(Detection.parse(m.value()).seq)
         finally:
             consumer.close()
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-            log.close()
+            worker.stop()
             rtsp.stop()
             broker.stop()
 

@@ -53,7 +53,6 @@ import os
 import random
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -67,7 +66,8 @@ from pathlib import Path
 
 import numpy as np
 from autosteer.errors import RecordError
-from autosteer.infra.process import free_port, wait_port
+from autosteer.infra.process import free_port
+from autosteer.infra.worker import WorkerProcess
 from autosteer.offload import (
     CloudOnly,
     DeepDecisionStyle,
@@ -88,7 +88,6 @@ from autosteer.offload import (
     TierProfile,
 )
 from autosteer.settings import Settings
-from autosteer.topics.admin import ensure_topics
 from autosteer.topics.names import TopicNames
 from autosteer.topics.records import Detection, FrameRecord, OffloadDecision
 
@@ -601,14 +600,6 @@ def measure_real_profile(s: Settings, jpegs: list[bytes], n: int = 8) -> tuple[f
     return out[0], out[1]
 
 
-def worker_env(s: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOSTEER_")}
-    for name, value in s.model_dump().items():
-        if value is not None:
-            env[f"AUTOSTEER_{name.upper()}"] = str(value)
-    return env
-
-
 def replay(s: Settings, frames: list[Frame], jpegs: list[bytes], collector: Collector,
            drain_s: float) -> tuple[float, float]:
     """Produce ``frames`` in real time (capture time = scheduled time), then wait up to
@@ -653,18 +644,6 @@ def wait_ready(s: Settings, collector: Collector, jpeg: bytes, timeout_s: float 
         time.sleep(0.5)
 
 
-def stop_group(proc: subprocess.Popen, timeout_s: float = 20) -> None:
-    """SIGTERM the process group, SIGKILL it if it has not exited in ``timeout_s``."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-
-
 def run_real(base: Settings, policy: str, frames: list[Frame], jpegs: list[bytes],
              workdir: Path, drain_s: float) -> RealRun:
     """One fresh worker for ``policy`` (fresh topics too), the replay, then stop it."""
@@ -673,26 +652,19 @@ def run_real(base: Settings, policy: str, frames: list[Frame], jpegs: list[bytes
         "offload_policy": policy, "web_port": free_port(), "state_dir": workdir,
         "node": f"bench-{policy}",
     })
-    ensure_topics(s)
     log = workdir / f"worker-{policy}.log"
     load_before = os.getloadavg()[0]
     started = time.monotonic()
     collector = Collector(s)
     collector.start()
-    worker = None
+    worker = WorkerProcess(s, log, loglevel="warning")
     try:
-        with open(log, "wb") as out:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "autosteer.streams.cli", "-l", "warning", "worker"],
-                env=worker_env(s), stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
-        wait_port(s.web_port, 90, what="worker", proc=worker, log_file=log)
+        worker.start()  # creates the fresh topics first
         wait_ready(s, collector, jpegs[0])
         startup = time.monotonic() - started
         t0, ended = replay(s, frames, jpegs, collector, drain_s)
     finally:
-        if worker is not None:
-            stop_group(worker)
+        worker.stop(timeout_s=20)
         collector.stop()
     done = {(d.camera, d.seq): (d.tier, d.latency.total_ms, d.ts_ms / 1000 - t0
                                 + d.latency.total_ms / 1000)

@@ -20,7 +20,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,13 +29,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 from autosteer.infra.broker import LocalBroker
-from autosteer.infra.process import free_port, wait_port
+from autosteer.infra.process import free_port
 from autosteer.infra.sample import ensure_sample_video
+from autosteer.infra.worker import WorkerProcess
 from autosteer.processors.decode import decode_jpeg, encode_jpeg
 from autosteer.processors.detector import load_detector
 from autosteer.processors.prepare import FP32, prepare_models
 from autosteer.settings import Settings
-from autosteer.topics.admin import ensure_topics
 from autosteer.topics.names import TopicNames
 from autosteer.topics.records import Detection, FrameRecord, now_ms
 from confluent_kafka import Consumer, Producer
@@ -63,14 +62,6 @@ def bare_fps(s: Settings, images: list[np.ndarray], threads: int) -> float:
     for i in range(0, len(images), s.batch_size):
         det.detect(images[i:i + s.batch_size])
     return len(images) / (time.perf_counter() - t0)
-
-
-def worker_env(s: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOSTEER_")}
-    for name, value in s.model_dump().items():
-        if value is not None:
-            env[f"AUTOSTEER_{name.upper()}"] = str(value)
-    return env
 
 
 def pipeline_fps(s: Settings, jpegs: list[bytes], camera: str, timeout_s: float = 600) -> float:
@@ -129,13 +120,9 @@ def main() -> None:
             "roles": "router,cloud", "edge_ratio": 0.0, "web_port": free_port(),
             "state_dir": Path(tmp), "node": "bench", "intra_op_threads": threads,
         })
-        ensure_topics(s)
-        log = open(Path(tmp) / "worker.log", "wb")  # noqa: SIM115
-        worker = subprocess.Popen([sys.executable, "-m", "autosteer.streams.cli", "worker"],
-                                  env=worker_env(s), stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        worker = WorkerProcess(s, Path(tmp) / "worker.log", loglevel="warning")
         try:
-            wait_port(s.web_port, 90, what="worker", proc=worker)
+            worker.start()
             pipeline_fps(s, jpegs[:16], "warmup")  # models loaded, partitions assigned
             bare, piped = [], []
             for r in range(rounds):
@@ -145,12 +132,7 @@ def main() -> None:
                       f"pipeline {piped[-1]:.1f} fps, ratio {piped[-1] / bare[-1]:.3f}",
                       flush=True)
         finally:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-            log.close()
+            worker.stop()
             broker.stop()
 
     ratios = [p / b for p, b in zip(piped, bare, strict=True)]

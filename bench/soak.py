@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,9 +25,10 @@ from pathlib import Path
 
 import psutil
 from autosteer.infra.broker import LocalBroker
-from autosteer.infra.process import free_port, wait_port
+from autosteer.infra.process import free_port
 from autosteer.infra.rtsp import RtspTestServer
 from autosteer.infra.sample import ensure_sample_video
+from autosteer.infra.worker import WorkerProcess
 from autosteer.processors.prepare import prepare_models
 from autosteer.settings import Settings
 from autosteer.topics.admin import ensure_topics
@@ -66,18 +65,12 @@ def main() -> None:
             "state_dir": tmp, "node": "soak"})
         ensure_topics(s)
         names = TopicNames(s.topic_prefix)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOSTEER_")}
-        env.update({f"AUTOSTEER_{k.upper()}": str(v) for k, v in s.model_dump().items()
-                    if v is not None})
-        log = open(tmp / "worker.log", "wb")  # noqa: SIM115
-        worker = subprocess.Popen([sys.executable, "-m", "autosteer.streams.cli", "worker"],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        worker = WorkerProcess(s, tmp / "worker.log", loglevel="warning")
         consumer = Consumer(s.consumer_config(f"soak-{uuid.uuid4().hex[:6]}"))
         samples: list[dict] = []
         seen: set[int] = set()
         try:
-            wait_port(s.web_port, 90, what="worker", proc=worker)
+            worker.start(create_topics=False)
             consumer.subscribe([names.detections])
             prod = Producer(s.producer_config())
             prod.produce(names.cameras, key=b"soak", value=CameraCommand(
@@ -118,12 +111,7 @@ def main() -> None:
                         seen.add(d.seq)
         finally:
             consumer.close()
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-            log.close()
+            worker.stop()
             rtsp.stop()
             broker.stop()
     warm = [x for x in samples if x["t"] >= min(60.0, minutes * 60 / 3)]

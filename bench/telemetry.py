@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,13 +30,13 @@ from pathlib import Path
 import numpy as np
 from autosteer.infra.broker import LocalBroker
 from autosteer.infra.clickhouse import LocalClickHouse
-from autosteer.infra.process import free_port, wait_port
+from autosteer.infra.process import free_port
+from autosteer.infra.worker import WorkerProcess
 from autosteer.settings import Settings
 from autosteer.telemetry.schema import FRAMES, WINDOWS
 from autosteer.telemetry.sink import Position, Sink
 from autosteer.telemetry.store import EmbeddedStore, ServerStore
 from autosteer.telemetry.window import Sample, WindowAggregator
-from autosteer.topics.admin import ensure_topics
 from autosteer.topics.names import TopicNames
 from autosteer.topics.records import TelemetryRecord
 from confluent_kafka import Producer
@@ -156,20 +154,13 @@ def bench_agent(tmp: Path, ch: LocalClickHouse, n: int, rounds: int) -> dict:
     s = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=f"tb{uuid.uuid4().hex[:6]}",
                  roles="sink", store="server", clickhouse_url=ch.url(database),
                  web_port=free_port(), state_dir=tmp, partitions=4, node="bench")
-    ensure_topics(s)
     topic = TopicNames(s.topic_prefix).telemetry
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOSTEER_")}
-    env.update({f"AUTOSTEER_{k.upper()}": str(v) for k, v in s.model_dump().items()
-                if v is not None})
-    log = open(tmp / "worker.log", "wb")  # noqa: SIM115
-    worker = subprocess.Popen([sys.executable, "-m", "autosteer.streams.cli", "worker"],
-                              env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    worker = WorkerProcess(s, tmp / "worker.log", loglevel="warning")
     store = ServerStore(s.clickhouse_url)
     store.setup()
     ours, raw = [], []
     try:
-        wait_port(s.web_port, 90, what="worker", proc=worker)
+        worker.start()
         warm = [r.model_copy(update={"node": "warmup"}).dumps() for r in records(200, seed=9)]
         agent_rate(s, store, topic, warm, "warmup")  # partitions assigned, store open
         for r in range(rounds):
@@ -181,12 +172,7 @@ def bench_agent(tmp: Path, ch: LocalClickHouse, n: int, rounds: int) -> dict:
                   f"raw aiokafka {raw[-1]:,.0f} msg/s", flush=True)
     finally:
         store.close()
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-        log.close()
+        worker.stop()
         broker.stop()
     return {"agent_msgs_s": round(statistics.median(ours)), "raw_msgs_s": round(statistics.median(raw)),
             "agent_ratio": round(statistics.median(o / r for o, r in zip(ours, raw, strict=True)), 3)}

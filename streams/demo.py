@@ -8,9 +8,6 @@ detections, and an SQL answer from ClickHouse. Stops what it started.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -19,8 +16,8 @@ from typing import Any
 
 import click
 import numpy as np
-from autosteer.infra.process import wait_port
 from autosteer.infra.stack import LocalStack
+from autosteer.infra.worker import WorkerProcess
 from autosteer.settings import Settings
 from autosteer.topics.names import TopicNames
 from autosteer.topics.records import CameraCommand, Detection, now_ms
@@ -33,17 +30,6 @@ P95_SQL = """SELECT tier, sum(w) AS frames,
 FROM {db}.telemetry_windows ARRAY JOIN total_ms_values AS v, total_ms_weights AS w
 WHERE ts_ms >= {since} AND node = '{node}'
 GROUP BY tier ORDER BY tier"""
-
-
-def _env(s: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in s.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"AUTOSTEER_{name.upper()}"] = str(value)
-    return env
 
 
 def run_demo(settings: Settings, *, seconds: float = 60.0, cameras: int = 1) -> None:
@@ -62,18 +48,13 @@ def run_demo(settings: Settings, *, seconds: float = 60.0, cameras: int = 1) -> 
     from autosteer.processors.prepare import prepare_models
 
     prepare_models(s.model_dir, s.sample_video)
-    worker = subprocess.Popen([sys.executable, "-m", "autosteer.streams.cli", "-l", "warning",
-                               "worker"], env=_env(s))
+    worker = WorkerProcess(s, None, loglevel="warning")  # its warnings on this terminal
     try:
-        wait_port(s.web_port, 60, what="worker web server", proc=worker)
+        worker.start(60, create_topics=False)  # stack.up made them
         _stream(s, stack, seconds, cameras)
     finally:
         click.echo("== stopping")
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        worker.stop()
         for name in started:
             getattr(stack, name).stop()
 

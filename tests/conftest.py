@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
 from autosteer.infra.broker import LocalBroker
@@ -17,8 +16,9 @@ from autosteer.infra.clickhouse import LocalClickHouse
 from autosteer.infra.process import free_port
 from autosteer.infra.rtsp import RtspTestServer
 from autosteer.infra.sample import ensure_sample_video
-from autosteer.processors.prepare import prepare_models
+from autosteer.processors.prepare import prepare_models, video_frames
 from autosteer.settings import Settings
+from autosteer.telemetry.store import EmbeddedStore, ServerStore, TelemetryStore
 from helpers import Worker, unique
 
 DEFAULTS = Settings()
@@ -68,15 +68,23 @@ def rtsp(state_dir: Path, sample_video: Path) -> Iterator[RtspTestServer]:
 @pytest.fixture(scope="session")
 def frames(sample_video: Path) -> list[np.ndarray]:
     """16 real BGR frames spread over vtest.avi."""
-    cap = cv2.VideoCapture(str(sample_video))
-    out = []
-    for i in range(16):
-        cap.set(cv2.CAP_PROP_POS_FRAMES, 13 + i * 47)
-        ok, f = cap.read()
-        assert ok
-        out.append(f)
-    cap.release()
+    out = video_frames(sample_video, 16, start=13, step=47)
+    assert len(out) == 16
     return out
+
+
+@pytest.fixture(params=["server", "embedded"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TelemetryStore]:
+    """A fresh telemetry database, set up, on each backend: the ClickHouse 18.16 server
+    and chdb's current engine (tests that take it run on both)."""
+    if request.param == "server":
+        ch: LocalClickHouse = request.getfixturevalue("clickhouse")
+        st: TelemetryStore = ServerStore(ch.url(unique("db")))
+    else:
+        st = EmbeddedStore(tmp_path / "chdb", database=unique("db"))
+    st.setup()
+    yield st
+    st.close()
 
 
 @pytest.fixture
@@ -103,7 +111,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[[Settings], Worker]]:
     workers: list[Worker] = []
 
     def start(s: Settings) -> Worker:
-        w = Worker(s, tmp_path / f"worker-{len(workers)}.log").start()
+        w = Worker(s, tmp_path / f"worker-{len(workers)}.log").start(60)
         workers.append(w)
         return w
 

@@ -2,67 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from autosteer.infra.process import wait_port
+from autosteer.infra.worker import WorkerProcess as Worker  # noqa: F401 - the tests' name
+from autosteer.infra.worker import worker_environment
 from autosteer.settings import Settings
 
 
 def unique(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
-def settings_env(s: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOSTEER_")}
-    for name, value in s.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"AUTOSTEER_{name.upper()}"] = str(value)
-    return env
-
-
-class Worker:
-    """``autosteer worker`` as a real subprocess."""
-
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.settings = settings
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Worker:
-        from autosteer.topics.admin import ensure_topics
-
-        ensure_topics(self.settings)
-        logf = open(self.log_path, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "autosteer.streams.cli", "-l", "info", "worker"],
-            env=settings_env(self.settings), stdout=logf, stderr=subprocess.STDOUT,
-            start_new_session=True)
-        logf.close()
-        wait_port(self.settings.web_port, 60, what="worker", proc=self.proc, log_file=self.log_path)
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
 
 
 def wait_for(pred: Callable[[], Any], timeout_s: float, what: str, every: float = 0.2) -> Any:
@@ -114,4 +67,4 @@ def consume(s: Settings, topic: str, *, until: Callable[[list[Any]], bool],
 def cli(s: Settings, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
     """Run the ``autosteer`` CLI in a separate process with ``s`` as its environment."""
     return subprocess.run([sys.executable, "-m", "autosteer.streams.cli", *args],
-                          env=settings_env(s), capture_output=True, text=True, timeout=timeout_s)
+                          env=worker_environment(s), capture_output=True, text=True, timeout=timeout_s)
