@@ -95,20 +95,30 @@ def convert_tfod(cache: Path, graph: Path, out: Path) -> None:
     tmp.replace(out)
 
 
-def calibration_frames(video: Path, count: int = 24, offset: int = 0) -> list[np.ndarray]:
-    """``count`` RGB frames spread evenly over ``video``."""
+def video_frames(video: Path, count: int, start: int = 0, step: int = 1) -> list[np.ndarray]:
+    """Frames ``start``, ``start + step``, ... of ``video`` (BGR, wrapping at its end);
+    frames that cannot be read are left out."""
     import cv2
 
     cap = cv2.VideoCapture(str(video))
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or 795
-    step = max(1, total // count)
     frames = []
     for i in range(count):
-        cap.set(cv2.CAP_PROP_POS_FRAMES, (offset + i * step) % total)
+        cap.set(cv2.CAP_PROP_POS_FRAMES, (start + i * step) % total)
         ok, frame = cap.read()
         if ok:
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            frames.append(frame)
     cap.release()
+    return frames
+
+
+def calibration_frames(video: Path, count: int = 24, offset: int = 0) -> list[np.ndarray]:
+    """``count`` RGB frames spread evenly over ``video``."""
+    import cv2
+
+    total = int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT)) or 795
+    frames = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB)
+              for f in video_frames(video, count, offset, max(1, total // count))]
     if not frames:
         raise ModelError(f"cannot read calibration frames from {video}")
     return frames

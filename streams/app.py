@@ -41,6 +41,7 @@ from autosteer.offload.factory import make_link, make_policy
 from autosteer.offload.policy import OffloadPolicy
 from autosteer.processors.detector import Detector, load_detector
 from autosteer.processors.ingest import CameraIngest
+from autosteer.retrain.agreement import agreement
 from autosteer.settings import Settings
 from autosteer.streams.kafka import FrameSender
 from autosteer.streams.pipeline import (
@@ -50,6 +51,7 @@ from autosteer.streams.pipeline import (
     Prepared,
     Rejected,
     observations,
+    parse_valid,
     route,
 )
 from autosteer.streams.transport import App
@@ -154,6 +156,7 @@ class Pipeline:
         self._models: dict[tuple[str, str], Detector] = {}  # loaded updates, by model@version
         self._pending_updates: dict[str, list[Any]] = {}  # updates seen before the stage
         self.watcher: Any = None
+        self._admin: Any = None  # confluent AdminClient of the topic check, made on first use
         self._shadow_credit = 0.0
         self._shadowed: dict[tuple[str, int], float] = {}  # shadow frames awaiting a pair
         self._pairs: dict[tuple[str, int], dict[str, Any]] = {}
@@ -241,13 +244,17 @@ class Pipeline:
             self._store.setup()
         return self._store
 
+    def detector_threads(self) -> int:
+        """ONNX Runtime threads per detector: the cores, shared by this worker's tiers."""
+        tiers_here = max(1, len(self.roles & {"edge", "cloud"}))
+        return self.settings.intra_op_threads or max(1, (os.cpu_count() or 1) // tiers_here)
+
     def detector(self, tier: str) -> Detector:
         if tier not in self._detectors:
             s = self.settings
             name = s.edge_model if tier == "edge" else s.cloud_model
             # detectors in one process share the cores instead of oversubscribing them
-            tiers_here = max(1, len(self.roles & {"edge", "cloud"}))
-            threads = s.intra_op_threads or max(1, (os.cpu_count() or 1) // tiers_here)
+            threads = self.detector_threads()
             self._detectors[tier] = load_detector(
                 s.model_dir, name, providers=s.providers, intra_op_threads=threads,
                 score_threshold=s.score_threshold)
@@ -257,12 +264,10 @@ class Pipeline:
         if not rejected:
             return
         topic = self.topics[self.names.deadletter]
-        # base64 grows the payload by 4/3; leave room for the other fields
-        max_payload = max(1024, self.settings.max_message_bytes * 3 // 4 - 65536)
         for r in rejected:
             log.warning("dead letter from %s[%d]@%d: %s", r.item.topic, r.item.partition,
                         r.item.offset, r.error)
-            letter = r.dead_letter(self.settings.node, max_payload)
+            letter = r.dead_letter(self.settings.node, self.settings.max_message_bytes)
             self._watch(await topic.send(key=r.item.key, value=letter.dumps()))
         self.counters.dead_letters += len(rejected)
 
@@ -416,10 +421,7 @@ class Pipeline:
             if key not in self._models:
                 from autosteer.streams.models import load_update
 
-                tiers_here = max(1, len(self.roles & {"edge", "cloud"}))
-                threads = self.settings.intra_op_threads or max(
-                    1, (os.cpu_count() or 1) // tiers_here)
-                self._models[key] = load_update(update, self.settings, threads)
+                self._models[key] = load_update(update, self.settings, self.detector_threads())
         if update.tier not in self.stages:
             self._pending_updates.setdefault(update.tier, []).append(update)
             return
@@ -446,37 +448,27 @@ class Pipeline:
     async def _feedback(self, stream: Any) -> None:
         """Detections -> ``policy.learn``: the offload policy sees what its choices did."""
         async for events in stream.take_events(256, within=0.05):
-            items = [incoming(e) for e in events]
-            for obs in observations(items):
+            detections = parse_valid((e.message.value for e in events), Detection)
+            for obs in observations(detections):
                 self.policy.learn(obs)
             if self._shadowed:
-                for it in items:
-                    self._pair_edge(it)
+                for d in detections:
+                    self._pair_edge(d)
             await self._publish_quality()
 
-    def _pair_edge(self, it: Incoming) -> None:
-        try:
-            d = Detection.parse(it.value)
-        except RecordError:
-            return
+    def _pair_edge(self, d: Detection) -> None:
         if d.tier == "edge" and (d.camera, d.seq) in self._shadowed:
             self._pairs.setdefault((d.camera, d.seq), {})["edge"] = d
 
     async def _shadows(self, stream: Any) -> None:
         """Cloud answers on shadow frames -> paired with the edge's -> agreement."""
         async for events in stream.take_events(64, within=0.1):
-            for e in events:
-                try:
-                    sr = ShadowResult.parse(e.message.value)
-                except RecordError:
-                    continue
+            for sr in parse_valid((e.message.value for e in events), ShadowResult):
                 self._pairs.setdefault((sr.camera, sr.seq), {})["cloud"] = sr
                 self._shadowed.setdefault((sr.camera, sr.seq), time.time())
             await self._publish_quality()
 
     async def _publish_quality(self) -> None:
-        from autosteer.retrain.agreement import agreement
-
         topic = self.topics[self.names.quality]
         for key in [k for k, v in self._pairs.items() if len(v) == 2]:
             pair = self._pairs.pop(key)
@@ -575,10 +567,13 @@ class Pipeline:
         Faust does not re-create them). The data that was in them is gone: say so."""
         from autosteer.errors import InfraError
         from autosteer.topics.admin import ensure_topics
+        from confluent_kafka.admin import AdminClient
 
+        if self._admin is None:  # one client for every check, not one per check
+            self._admin = AdminClient(self.settings.confluent_config())
         try:
             created = await asyncio.get_running_loop().run_in_executor(
-                None, ensure_topics, self.settings, 3.0)
+                None, ensure_topics, self.settings, 3.0, self._admin)
         except InfraError as exc:
             log.warning("broker unreachable: %s", exc)
             return
@@ -590,11 +585,7 @@ class Pipeline:
     async def _nodes(self, stream: Any) -> None:
         """Heartbeats -> ``self.nodes`` (latest NodeRecord and arrival time per node)."""
         async for events in stream.take_events(64, within=0.2):
-            for e in events:
-                try:
-                    rec = NodeRecord.parse(e.message.value)
-                except RecordError:
-                    continue
+            for rec in parse_valid((e.message.value for e in events), NodeRecord):
                 self.nodes[rec.node] = (time.time(), rec)
 
     async def _emit_windows(self, force: bool = False) -> None:
@@ -633,7 +624,6 @@ class Pipeline:
 
     # --- cameras ---------------------------------------------------------------------
     def apply_camera(self, cmd: CameraCommand) -> None:
-        from autosteer.errors import RecordError
 
         old = self.cameras.pop(cmd.camera, None)
         if old is not None:

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from autosteer.anomaly.monitor import AnomalyMonitor
 from autosteer.anomaly.records import Anomaly
-from autosteer.errors import RecordError, StoreError
+from autosteer.errors import StoreError
 from autosteer.rootcause.analyzer import RootCauseAnalyzer
+from autosteer.streams.pipeline import parse_valid
 from autosteer.topics.records import WindowRecord, now_ms
 
 if TYPE_CHECKING:
@@ -44,11 +45,8 @@ class ControlPlane:
     async def _windows(self, stream: Any) -> None:
         async for events in stream.take_events(256, within=0.2):
             found: list[Anomaly] = []
-            for e in events:
-                try:
-                    found += self.monitor.update(WindowRecord.parse(e.message.value))
-                except RecordError:
-                    continue
+            for w in parse_valid((e.message.value for e in events), WindowRecord):
+                found += self.monitor.update(w)
             # heartbeats this worker's nodes agent has seen since the last batch
             for seen_at, rec in list(self.p.nodes.values()):
                 if seen_at > self._last_nodes:

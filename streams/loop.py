@@ -27,6 +27,7 @@ from autosteer.anomaly.drift import DriftMonitor, frame_features
 from autosteer.errors import AutosteerError, RecordError
 from autosteer.processors.decode import decode_jpeg
 from autosteer.retrain.records import ModelUpdate, RetrainRequest
+from autosteer.streams.pipeline import parse_valid
 from autosteer.topics.records import Detection, QualityRecord, ShadowResult, now_ms
 from confluent_kafka import Consumer
 
@@ -182,11 +183,7 @@ class RetrainAgent:
     async def _requests(self, stream: Any) -> None:
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(4, within=1.0):
-            for e in events:
-                try:
-                    req = RetrainRequest.parse(e.message.value)
-                except RecordError:
-                    continue
+            for req in parse_valid((e.message.value for e in events), RetrainRequest):
                 await asyncio.sleep(self.p.settings.retrain_collect_s)  # teacher frames
                 shadows = self.teacher.take(req.camera, req.window_start_ms,
                                             max(req.window_end_ms, now_ms()), req.max_frames)

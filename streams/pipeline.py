@@ -7,8 +7,9 @@ Each step takes raw message values (bytes) and returns what to publish, and a li
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 from autosteer.errors import AutosteerError, RecordError
@@ -24,6 +25,7 @@ from autosteer.topics.records import (
     Detection,
     FrameRecord,
     Latency,
+    Record,
     ShadowResult,
     TelemetryRecord,
     now_ms,
@@ -50,17 +52,11 @@ class Rejected:
     item: Incoming
     error: Exception
 
-    def dead_letter(self, node: str, max_payload: int = 1 << 40) -> DeadLetter:
-        """The dead letter for this item; a payload over ``max_payload`` bytes is cut
-        (base64 makes it 4/3 larger, so a frame near the size limit would not fit)."""
-        value = self.item.value or b""
-        return DeadLetter(
-            node=node, source_topic=self.item.topic, partition=self.item.partition,
-            offset=self.item.offset, key=(self.item.key or b"")[:1024] or None,
-            reason=str(self.error)[:4096], error_type=type(self.error).__name__,
-            payload=value[:max_payload], payload_bytes=len(value),
-            payload_truncated=len(value) > max_payload,
-        )
+    def dead_letter(self, node: str, max_message_bytes: int = 1 << 42) -> DeadLetter:
+        """The dead letter for this item, cut to fit ``max_message_bytes``."""
+        it = self.item
+        return DeadLetter.of(node, it.topic, it.partition, it.offset, it.key, it.value,
+                             self.error, max_message_bytes)
 
 
 @dataclass(frozen=True)
@@ -281,15 +277,25 @@ def table_rows(items: Sequence[Incoming],
     return rows, positions, rejected
 
 
-def observations(items: Sequence[Incoming]) -> list[Observation]:
-    """Detections -> what the offload policy learns from (malformed ones are skipped:
-    the detections topic is ours, a bad message there is not the user's to fix)."""
+R = TypeVar("R", bound=Record)
+
+
+def parse_valid(values: Iterable[bytes | None], record: type[R]) -> list[R]:
+    """The values that parse as ``record``; the others are skipped. For the workers' own
+    topics, where a bad message is no user's to fix (user-facing topics dead-letter)."""
     out = []
-    for it in items:
+    for v in values:
         try:
-            d = Detection.parse(it.value)
+            out.append(record.parse(v))
         except RecordError:
             continue
+    return out
+
+
+def observations(detections: Iterable[Detection]) -> list[Observation]:
+    """Detections -> what the offload policy learns from (shed frames say nothing)."""
+    out = []
+    for d in detections:
         if d.status != "ok":  # a shed frame says nothing about service times
             continue
         lat = d.latency

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autosteer.errors import QueryRejected, StoreError
+from autosteer.telemetry.schema import latency_quantiles_sql
 from autosteer.topics.names import TopicNames
 from autosteer.topics.records import Detection, FrameRecord, now_ms
 from faust import web
@@ -498,11 +499,7 @@ def timeline(query: Query, db: str, since_ms: int, bucket_s: int) -> dict[str, A
     """Latency quantiles, throughput and offload ratio in ``bucket_s`` buckets, from the
     windows (quantile sketches merge with ``quantileExactWeighted``)."""
     t = f"intDiv(ts_ms, {bucket_s * 1000}) * {bucket_s}"
-    lat_sql = (f"SELECT {t} AS t, tier, quantileExactWeighted(0.5)(v, w), "
-               f"quantileExactWeighted(0.95)(v, w), quantileExactWeighted(0.99)(v, w) "
-               f"FROM {db}.telemetry_windows ARRAY JOIN total_ms_values AS v, "
-               f"total_ms_weights AS w WHERE ts_ms >= {since_ms} "
-               f"GROUP BY t, tier ORDER BY t, tier")
+    lat_sql = latency_quantiles_sql(db, t, since_ms)
     # frames per second of the windows in the bucket (a bucket the pipeline ran only part
     # of, such as the first one, is not diluted)
     fps_sql = (f"SELECT {t} AS t, tier, sum(frames), uniqExact(ts_ms) * max(window_s) "

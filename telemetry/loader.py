@@ -161,13 +161,8 @@ class TelemetryLoader(threading.Thread):
                     table, rows, positions, sleep=self.halt.wait, give_up=self.halt.is_set)
 
     def _dead_letter(self, producer: Producer, m: Any, exc: Exception) -> None:
-        value = m.value() or b""
-        limit = max(1024, self.settings.max_message_bytes * 3 // 4 - 65536)
-        letter = DeadLetter(node=self.settings.node, source_topic=m.topic(),
-                            partition=m.partition(), offset=m.offset(), key=m.key(),
-                            reason=str(exc)[:4096], error_type=type(exc).__name__,
-                            payload=value[:limit], payload_bytes=len(value),
-                            payload_truncated=len(value) > limit)
+        letter = DeadLetter.of(self.settings.node, m.topic(), m.partition(), m.offset(),
+                               m.key(), m.value(), exc, self.settings.max_message_bytes)
         producer.produce(self.deadletter_topic, key=m.key(), value=letter.dumps())
         producer.poll(0)
         self.dead_letters += 1

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from autosteer.telemetry.schema import latency_quantiles_sql
+
 Query = Callable[[str], tuple[list[str], list[tuple[Any, ...]]]]
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 
@@ -66,11 +68,7 @@ def _epoch(v: Any) -> float:
 def build_report(query: Query, database: str, since_ms: int, bucket_s: int = 10) -> str:
     """The report page for windows since ``since_ms``, in ``bucket_s`` buckets."""
     bucket = f"toDateTime(intDiv(toUInt32(ts), {bucket_s}) * {bucket_s})"
-    lat_sql = (f"SELECT {bucket} AS t, tier, quantileExactWeighted(0.5)(v, w), "
-               f"quantileExactWeighted(0.95)(v, w), quantileExactWeighted(0.99)(v, w) "
-               f"FROM {database}.telemetry_windows "
-               f"ARRAY JOIN total_ms_values AS v, total_ms_weights AS w "
-               f"WHERE ts_ms >= {since_ms} GROUP BY t, tier ORDER BY t, tier")
+    lat_sql = latency_quantiles_sql(database, bucket, since_ms)
     tput_sql = (f"SELECT {bucket} AS t, tier, sum(frames) / {bucket_s} FROM "
                 f"{database}.telemetry_windows WHERE ts_ms >= {since_ms} "
                 f"GROUP BY t, tier ORDER BY t, tier")

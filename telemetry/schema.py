@@ -161,6 +161,16 @@ FROM {db}.telemetry_nodes GROUP BY node ORDER BY node""",
 }
 
 
+def latency_quantiles_sql(database: str, bucket: str, since_ms: int) -> str:
+    """p50/p95/p99 of end-to-end latency per (``bucket`` expression, tier) since
+    ``since_ms``, merged from the window sketches: columns t, tier, p50, p95, p99."""
+    return (f"SELECT {bucket} AS t, tier, quantileExactWeighted(0.5)(v, w), "
+            f"quantileExactWeighted(0.95)(v, w), quantileExactWeighted(0.99)(v, w) "
+            f"FROM {database}.telemetry_windows "
+            f"ARRAY JOIN total_ms_values AS v, total_ms_weights AS w "
+            f"WHERE ts_ms >= {since_ms} GROUP BY t, tier ORDER BY t, tier")
+
+
 def ddl(database: str) -> list[str]:
     """Statements that create the database, tables and views (idempotent)."""
     stmts = [f"CREATE DATABASE IF NOT EXISTS {database}"]

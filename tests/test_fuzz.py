@@ -7,9 +7,16 @@ import base64
 import json
 
 from autosteer.offload.policy import FixedRatio
-from autosteer.streams.pipeline import DetectStage, Incoming, observations, route, table_rows
+from autosteer.streams.pipeline import (
+    DetectStage,
+    Incoming,
+    observations,
+    parse_valid,
+    route,
+    table_rows,
+)
 from autosteer.telemetry.schema import TABLES
-from autosteer.topics.records import CameraCommand, FrameRecord
+from autosteer.topics.records import CameraCommand, Detection, FrameRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -56,7 +63,7 @@ def test_telemetry_parsing_and_feedback_never_raise(value: bytes | None) -> None
     for table in TABLES:
         rows, positions, rejected = table_rows([Incoming(value, None, "t", 0, 0)], table)
         assert len(rows) + len(rejected) == 1 and len(rows) == len(positions)
-    observations([Incoming(value)])
+    observations(parse_valid([value], Detection))
 
 
 @settings(max_examples=200, deadline=None)

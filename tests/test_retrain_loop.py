@@ -12,13 +12,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from autosteer.anomaly.drift import DriftMonitor, frame_features
 from autosteer.processors.detector import load_detector
 from autosteer.processors.manifest import sha256_file
-from autosteer.processors.prepare import FP32, INT8
+from autosteer.processors.prepare import FP32, INT8, video_frames
 from autosteer.retrain import (
     ModelRegistry,
     Retrainer,
@@ -40,14 +39,8 @@ def darken(img: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def scene(model_dir: Path, sample_video: Path) -> dict:
-    cap = cv2.VideoCapture(str(sample_video))
-    clean = []
-    for i in range(64):
-        cap.set(cv2.CAP_PROP_POS_FRAMES, 5 + i * 12)
-        ok, f = cap.read()
-        assert ok
-        clean.append(f)
-    cap.release()
+    clean = video_frames(sample_video, 64, start=5, step=12)
+    assert len(clean) == 64
     dark = [darken(f) for f in clean]
     cloud = load_detector(model_dir, FP32, intra_op_threads=1)
     edge = load_detector(model_dir, INT8, intra_op_threads=1)

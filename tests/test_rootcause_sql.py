@@ -6,7 +6,6 @@ exactly the numbers in its evidence."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,15 +34,6 @@ FAULTS = {
     "link": Fault("link_degradation", "cloud", ONSET, ONSET + 3_600_000, 0.5),
 }
 
-
-@pytest.fixture(params=["server", "embedded"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TelemetryStore]:
-    if request.param == "server":
-        st: TelemetryStore = ServerStore(request.getfixturevalue("clickhouse").url(unique("db")))
-    else:
-        st = EmbeddedStore(tmp_path / "chdb", database=unique("db"))
-    yield st
-    st.close()
 
 
 def telemetry(fault: Fault, seed: int = 7) -> Telemetry:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from autosteer.infra.process import free_port
 from autosteer.settings import Settings
 from autosteer.telemetry.schema import FRAMES
 from autosteer.telemetry.sink import Position, Sink
-from autosteer.telemetry.store import EmbeddedStore, ServerStore, TelemetryStore
+from autosteer.telemetry.store import ServerStore, TelemetryStore
 from autosteer.topics.names import TopicNames
 from autosteer.topics.records import TelemetryRecord, now_ms
 from helpers import Worker, produce, unique, wait_for
@@ -29,16 +29,6 @@ def record(seq: int, node: str = "n1") -> TelemetryRecord:
         decode_ms=1, infer_ms=10, total_ms=20 + seq % 50, n_detections=2, max_score=0.9,
         mean_score=0.7)
 
-
-@pytest.fixture(params=["server", "embedded"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TelemetryStore]:
-    if request.param == "server":
-        st: TelemetryStore = ServerStore(request.getfixturevalue("clickhouse").url(unique("db")))
-    else:
-        st = EmbeddedStore(tmp_path / "chdb", database=unique("db"))
-    st.setup()
-    yield st
-    st.close()
 
 
 def stored(store: TelemetryStore) -> tuple[int, int]:

@@ -3,32 +3,15 @@ same checks: DDL, inserts, SQL answers, read-only guard."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from autosteer.errors import QueryRejected
-from autosteer.infra.clickhouse import LocalClickHouse
 from autosteer.telemetry.schema import FRAME_COLUMNS, FRAMES_TABLE
-from autosteer.telemetry.store import EmbeddedStore, ServerStore, TelemetryStore
-from helpers import unique
+from autosteer.telemetry.store import TelemetryStore
 
 pytestmark = pytest.mark.integration
 
 COLUMNS = [c for c, _ in FRAME_COLUMNS]
 
-
-@pytest.fixture(params=["server", "embedded"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TelemetryStore]:
-    if request.param == "server":
-        ch: LocalClickHouse = request.getfixturevalue("clickhouse")
-        st: TelemetryStore = ServerStore(ch.url(unique("db")))
-    else:
-        st = EmbeddedStore(tmp_path / "chdb", database=unique("db"))
-    st.setup()
-    st.setup()  # idempotent
-    yield st
-    st.close()
 
 
 def rows(n: int, tier: str, base_ms: int = 1_763_000_000_000) -> list[tuple]:
@@ -41,6 +24,12 @@ def rows(n: int, tier: str, base_ms: int = 1_763_000_000_000) -> list[tuple]:
                "n_detections": i % 7, "max_score": 0.9, "mean_score": 0.6, "sample_weight": 1.0}
         out.append(tuple(rec[c] for c in COLUMNS))
     return out
+
+
+def test_setup_is_idempotent(store: TelemetryStore) -> None:
+    store.setup()  # the fixture ran it once already
+    _, rows = store.query(f"EXISTS TABLE {store.database}.{FRAMES_TABLE}")
+    assert rows[0][0] == 1
 
 
 def test_rows_are_queryable_with_sql(store: TelemetryStore) -> None:

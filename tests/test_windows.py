@@ -4,18 +4,15 @@ exact quantiles of the raw rows within the sketch's rank error, on both stores."
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from pathlib import Path
 
 import datasketches as ds
 import numpy as np
 import pytest
 from autosteer.telemetry.schema import FRAMES, WINDOWS
 from autosteer.telemetry.sink import Position, Sink
-from autosteer.telemetry.store import EmbeddedStore, ServerStore, TelemetryStore
+from autosteer.telemetry.store import TelemetryStore
 from autosteer.telemetry.window import Sample, WindowAggregator
 from autosteer.topics.records import TelemetryRecord, WindowRecord
-from helpers import unique
 
 T0 = 1_763_000_040_000  # a minute boundary (epoch ms)
 RANK_ERROR = 0.01
@@ -63,16 +60,6 @@ def test_python_merge_of_serialized_sketches() -> None:
     q = merged.get_quantile(0.95)
     assert abs((exact <= q).mean() - 0.95) <= RANK_ERROR
 
-
-@pytest.fixture(params=["server", "embedded"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TelemetryStore]:
-    if request.param == "server":
-        st: TelemetryStore = ServerStore(request.getfixturevalue("clickhouse").url(unique("db")))
-    else:
-        st = EmbeddedStore(tmp_path / "chdb", database=unique("db"))
-    st.setup()
-    yield st
-    st.close()
 
 
 @pytest.mark.integration

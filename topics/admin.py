@@ -13,10 +13,12 @@ from confluent_kafka.admin import AdminClient, NewTopic
 log = logging.getLogger(__name__)
 
 
-def ensure_topics(settings: Settings, timeout_s: float = 15.0) -> list[str]:
-    """Create every missing topic; return the names created. Idempotent."""
+def ensure_topics(settings: Settings, timeout_s: float = 15.0,
+                  admin: AdminClient | None = None) -> list[str]:
+    """Create every missing topic; return the names created. Idempotent. Pass ``admin``
+    to reuse one client when checking again and again."""
     names = TopicNames(settings.topic_prefix)
-    admin = AdminClient(settings.confluent_config())
+    admin = admin or AdminClient(settings.confluent_config())
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
