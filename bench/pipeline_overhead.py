@@ -117,7 +117,7 @@ def main() -> None:
         broker.start()
         s = base.model_copy(update={
             "kafka_bootstrap": broker.bootstrap, "topic_prefix": f"bench{uuid.uuid4().hex[:6]}",
-            "roles": "router,cloud", "edge_ratio": 0.0, "web_port": free_port(),
+            "roles": "router,cloud", "offload_policy": "cloud-only", "web_port": free_port(),
             "state_dir": Path(tmp), "node": "bench", "intra_op_threads": threads,
         })
         worker = WorkerProcess(s, Path(tmp) / "worker.log", loglevel="warning")
