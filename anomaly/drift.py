@@ -388,8 +388,9 @@ class DriftMonitor:
 
     def __init__(self, features: Mapping[str, FeatureSpec] = FEATURES, delta: float = 0.002,
                  warmup: int = 30, min_effect: float = 0.25, ks_p: float = 0.001,
-                 reference: int = 1000, recent: int = 1000) -> None:
+                 reference: int = 1000, recent: int = 1000, clock: int = 32) -> None:
         self.features = features
+        self.clock = clock
         self.delta = delta
         self.warmup = warmup
         self.min_effect = min_effect
@@ -402,7 +403,7 @@ class DriftMonitor:
     def __repr__(self) -> str:
         return (f"DriftMonitor(delta={self.delta}, warmup={self.warmup}, "
                 f"min_effect={self.min_effect}, ks_p={self.ks_p}, reference={self.reference}, "
-                f"recent={self.recent})")
+                f"recent={self.recent}, clock={self.clock})")
 
     def scalar(self, camera: str, model: str, feature: str) -> ScalarDrift:
         """The detector of one (camera, model, feature), created on first use."""
@@ -411,7 +412,7 @@ class DriftMonitor:
         if det is None:
             spec = self.features.get(feature, FeatureSpec())
             det = self._scalars[key] = ScalarDrift(self.delta, self.warmup, self.min_effect,
-                                                   spec.direction, spec.min_scale)
+                                                   spec.direction, spec.min_scale, self.clock)
         return det
 
     def update(self, camera: str, model: str, features: Mapping[str, float],

@@ -124,8 +124,13 @@ def calibration_frames(video: Path, count: int = 24, offset: int = 0) -> list[np
     return frames
 
 
-def quantize_int8(fp32: Path, out: Path, frames: list[np.ndarray]) -> None:
-    """Static INT8 QDQ (Conv only, per-channel weights), MinMax-calibrated on ``frames``."""
+def quantize_int8(fp32: Path, out: Path, frames: list[np.ndarray], fp32_head: int = 0) -> None:
+    """Static INT8 QDQ (Conv only, per-channel weights), MinMax-calibrated on ``frames``.
+
+    ``fp32_head`` keeps the first that many Conv layers (graph order: the stem) in FP32.
+    The stem sees the raw pixels; in low light or low contrast their whole signal fits in
+    a few of its 256 activation levels, so a quantized stem loses what the rest of the
+    network needs. Keeping two layers in FP32 costs a few percent of the run time."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -146,12 +151,18 @@ def quantize_int8(fp32: Path, out: Path, frames: list[np.ndarray]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     pre = out.with_suffix(".pre.onnx")
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+    head: list[str] = []
+    if fp32_head > 0:
+        import onnx
+
+        head = [n.name for n in onnx.load(str(pre), load_external_data=False).graph.node
+                if n.op_type == "Conv"][:fp32_head]
     tmp = out.with_suffix(".tmp.onnx")
     quantize_static(
         str(pre), str(tmp), Frames(), quant_format=QuantFormat.QDQ,
         op_types_to_quantize=["Conv"], per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
+        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=head,
     )
     pre.unlink(missing_ok=True)
     tmp.replace(out)

@@ -8,7 +8,7 @@ validated ModelUpdate, or a reasoned refusal.
 3. Candidates, each with its threshold calibrated on the training frames
    (:func:`~autosteer.retrain.calibrate.calibrate_threshold`): the serving weights, and
    (unless ``requantize=False``) the FP32 model re-quantized to INT8 on the training
-   frames. The one with the best training F1 wins (the serving weights on a tie).
+   frames, its first ``fp32_head`` Conv layers (the stem) kept in FP32. The one with the best training F1 wins (the serving weights on a tie).
 4. Validate on the held-out frames: the candidate's agreement with the teacher against
    the serving version at its serving threshold. Publish to the registry only when the
    candidate is better by ``margin``; the update applies to the request's camera.
@@ -62,7 +62,8 @@ class Retrainer:
                  fp32: str = FP32, default_threshold: float = 0.3, requantize: bool = True,
                  margin: float = 0.01, holdout: float = 0.5, grid: Sequence[float] = GRID,
                  canary: float = 0.1, min_frames: int = 8, iou: float = 0.5,
-                 providers: str = "auto", intra_op_threads: int = 0) -> None:
+                 providers: str = "auto", intra_op_threads: int = 0,
+                 fp32_head: int = 2) -> None:
         self.registry = registry
         self.model_dir = model_dir
         self.edge = edge
@@ -77,10 +78,11 @@ class Retrainer:
         self.iou = iou
         self.providers = providers
         self.intra_op_threads = intra_op_threads
+        self.fp32_head = fp32_head
 
     def __repr__(self) -> str:
         return (f"Retrainer({self.registry!r}, {str(self.model_dir)!r}, edge={self.edge!r}, "
-                f"requantize={self.requantize}, margin={self.margin})")
+                f"requantize={self.requantize}, fp32_head={self.fp32_head}, margin={self.margin})")
 
     def serving(self, version: str = "") -> tuple[Path, Manifest]:
         """Folder and manifest of the edge version ``version`` (the one serving the camera,
@@ -132,7 +134,7 @@ class Retrainer:
             if self.requantize:
                 out = Path(tmp) / "requantized"
                 requantize(self.model_dir / self.fp32 / "model.onnx", out / "model.onnx",
-                           [f.image for f in train])
+                           [f.image for f in train], fp32_head=self.fp32_head)
                 manifest.save(out)  # same layout and labels; the registry re-derives the rest
                 candidates.append(_Candidate("re-quantized", out, manifest,
                                              self._detect(out, ordered)))
@@ -161,7 +163,8 @@ class Retrainer:
             if chosen is not serving:
                 fields.update(precision="int8-qdq-static", calibration={
                     "frames": n, "camera": request.camera, "method": "MinMax", "ops": ["Conv"],
-                    "per_channel": True, "source": "teacher-labelled shadow frames"})
+                    "per_channel": True, "fp32_head": self.fp32_head,
+                    "source": "teacher-labelled shadow frames"})
             entry = self.registry.publish(
                 chosen.folder / chosen.manifest.file, fields,
                 parent=f"{manifest.name}@{manifest.version}",

@@ -11,6 +11,7 @@
     autosteer plan SPEC                 check a YAML spec, place its operators, print commands
     autosteer deploy SPEC               start the planned workers here, register cameras
     autosteer demo                      everything above, for a minute, on vtest.avi
+    autosteer demo --drift              the closed loop: night falls, the edge model adapts
 
 Every setting comes from ``AUTOSTEER_*`` environment variables (see docs/settings.md).
 """
@@ -398,11 +399,13 @@ def topics_schemas() -> None:
 @main.command()
 @click.option("--seconds", type=float, default=60.0, show_default=True)
 @click.option("--cameras", type=int, default=1, show_default=True)
-def demo(seconds: float, cameras: int) -> None:
+@click.option("--drift", is_flag=True, help="the closed loop: night falls after --seconds "
+              "of day; watch drift -> retrain -> canary -> promotion")
+def demo(seconds: float, cameras: int, drift: bool) -> None:
     """Stream vtest.avi over RTSP through the whole pipeline and report."""
     from autosteer.streams.demo import run_demo
 
-    run_demo(_settings(), seconds=seconds, cameras=cameras)
+    run_demo(_settings(), seconds=seconds, cameras=cameras, drift=drift)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,11 @@ Starts (only what is not already running) the tansu broker, a ClickHouse server 
 the RTSP camera looping vtest.avi; runs a worker process; registers the camera;
 prints a live progress line from the detections topic; then a summary, a few real
 detections, and an SQL answer from ClickHouse. Stops what it started.
+
+``autosteer demo --drift``: the closed loop instead. The worker also runs the
+``retrain`` role; after ``--seconds`` of day, night falls on the camera (contrast x0.12)
+and the demo prints what the loop does about it (drift, retrain request, canary,
+promotion) and the edge/cloud agreement before, in the dark and after.
 """
 
 from __future__ import annotations
@@ -32,10 +37,21 @@ WHERE ts_ms >= {since} AND node = '{node}'
 GROUP BY tier ORDER BY tier"""
 
 
-def run_demo(settings: Settings, *, seconds: float = 60.0, cameras: int = 1) -> None:
+# The closed loop's settings in the drift demo and bench/closed_loop.py: a fixed 80/20
+# split (the loop is about the edge model, not the routing), 30 % of edge frames shadowed,
+# re-quantization on, half the camera's frames on a canary.
+DRIFT_DEMO: dict[str, Any] = {
+    "roles": "router,edge,cloud,ingest,retrain", "offload_policy": "fixed", "edge_ratio": 0.8,
+    "shadow_rate": 0.3, "drift_warmup": 15, "retrain_requantize": True,
+    "retrain_collect_s": 10.0, "canary_share": 0.5}
+
+
+def run_demo(settings: Settings, *, seconds: float = 60.0, cameras: int = 1,
+             drift: bool = False) -> None:
     run_id = uuid.uuid4().hex[:6]
     s = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}-demo-{run_id}",
-                                    "node": f"demo-{run_id}"})
+                                    "node": f"demo-{run_id}",
+                                    **(DRIFT_DEMO if drift else {})})
     stack = LocalStack.from_settings(s)
     started = [name for name, running in (("broker", stack.broker.running()),
                                           ("clickhouse", stack.clickhouse.running()),
@@ -51,7 +67,10 @@ def run_demo(settings: Settings, *, seconds: float = 60.0, cameras: int = 1) -> 
     worker = WorkerProcess(s, None, loglevel="warning")  # its warnings on this terminal
     try:
         worker.start(60, create_topics=False)  # stack.up made them
-        _stream(s, stack, seconds, cameras)
+        if drift:
+            _drift(s, stack, seconds)
+        else:
+            _stream(s, stack, seconds, cameras)
     finally:
         click.echo("== stopping")
         worker.stop()
@@ -102,6 +121,52 @@ def _stream(s: Settings, stack: LocalStack, seconds: float, cameras: int) -> Non
     click.echo()
     consumer.close()
     _summary(s, dets, t_start)
+
+
+def _drift(s: Settings, stack: LocalStack, day_s: float, night_max_s: float = 180.0) -> None:
+    from autosteer.streams.loop_watch import LoopWatch
+
+    watch = LoopWatch(s)
+    prod = Producer(s.producer_config())
+    names = watch.names
+    prod.produce(names.cameras, key=b"cam1", value=CameraCommand(
+        action="start", camera="cam1", url=stack.rtsp.url, max_fps=5).dumps())
+    prod.flush(10)
+    click.echo(f"== closed loop on {stack.rtsp.url}: {day_s:.0f}s of day, then night falls")
+    last = 0.0
+    try:
+        while True:
+            now = watch.now()
+            if watch.drift_at is None and now >= day_s:
+                stack.rtsp.night()
+                watch.mark("night falls")
+                click.echo(f"t={now:.0f}s night falls (contrast x0.12)")
+            if watch.drift_at is not None and (now - watch.drift_at > night_max_s or (
+                    watch.promoted_at is not None and now - watch.promoted_at > 20)):
+                break
+            line = watch.poll(0.2)
+            if line:
+                click.echo(line)
+            if now - last >= 5.0:
+                last = now
+                a = watch.agreement(now - 10.0)
+                click.echo(f"t={now:.0f}s edge/cloud agreement (last 10 s): "
+                           f"{'-' if a is None else f'{a:.3f}'}  frames {len(watch.seen)}")
+    finally:
+        stack.rtsp.night(False)
+        prod.produce(names.cameras, key=b"cam1",
+                     value=CameraCommand(action="stop", camera="cam1").dumps())
+        prod.flush(10)
+        watch.close()
+    sc = watch.score(day_from_s=day_s / 2)
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    click.echo("== summary")
+    click.echo(f"   agreement before {fmt(sc.before)}, in the dark {fmt(sc.in_the_dark)}, "
+               f"after the promoted version {fmt(sc.after)} ({sc.recovered_fraction:.0%} of "
+               f"before)")
+    click.echo("   back to 95 % of before " + (f"{sc.recovery_s:.0f}s after night fell"
+                                                 if sc.recovery_s is not None else "not yet"))
+    click.echo("   events: " + "; ".join(f"{t:.0f}s {e}" for t, e in watch.events))
 
 
 def _progress(window: list[tuple[float, Detection]], elapsed: float) -> None:

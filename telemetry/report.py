@@ -20,8 +20,10 @@ COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 
 
 def line_chart(series: dict[str, Sequence[tuple[float, float]]], title: str, unit: str,
-               width: int = 760, height: int = 220) -> str:
-    """One SVG chart; x is epoch seconds, y in ``unit``."""
+               width: int = 760, height: int = 220,
+               markers: Sequence[tuple[float, str]] = ()) -> str:
+    """One SVG chart; x is epoch seconds (or seconds of a run, when below 10^6), y in
+    ``unit``; ``markers`` are labelled vertical lines (events) at their x."""
     pts = [p for s in series.values() for p in s]
     left, right, top, bottom = 60, 110, 24, 28
     if not pts:
@@ -47,8 +49,16 @@ def line_chart(series: dict[str, Sequence[tuple[float, float]]], title: str, uni
         out.append(f'<text x="{left - 4}" y="{sy(y) + 4:.1f}" text-anchor="end">'
                    f'{y:.3g} {html.escape(unit)}</text>')
     for x in (x0, x1):
-        label = datetime.fromtimestamp(x, UTC).strftime("%H:%M:%S")
+        label = (f"{x:.0f} s" if x < 1e6 else
+                 datetime.fromtimestamp(x, UTC).strftime("%H:%M:%S"))
         out.append(f'<text x="{sx(x):.1f}" y="{height - 8}" text-anchor="middle">{label}</text>')
+    for k, (x, name) in enumerate(markers):
+        if not x0 <= x <= x1:
+            continue
+        out.append(f'<line x1="{sx(x):.1f}" y1="{top}" x2="{sx(x):.1f}" y2="{sy(0)}" '
+                   'stroke="#555" stroke-dasharray="3,3"/>')
+        out.append(f'<text x="{sx(x) + 3:.1f}" y="{top + 10 + 11 * (k % 4)}" fill="#555">'
+                   f'{html.escape(name)}</text>')
     for i, (name, s) in enumerate(sorted(series.items())):
         color = COLORS[i % len(COLORS)]
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in sorted(s))

@@ -171,3 +171,31 @@ def test_an_unknown_serving_version_is_a_refusal(tmp_path: Path, onnx: Path) -> 
     res = Retrainer(ModelRegistry(tmp_path / "reg"), tmp_path / "models", edge="det").run(
         req, [(img, [])] * 8)
     assert not res.published and "no version '7-deadbeef' of 'det'" in res.reason
+
+
+def test_loop_watch_scores_a_run_from_its_pairs() -> None:
+    """Before = day pairs; after = from 3 s past the promotion; recovery = end of the
+    first 10 s window after the promotion at >= 95 % of before, counted from the drift."""
+    from autosteer.settings import Settings
+    from autosteer.streams.loop_watch import LoopWatch
+    from autosteer.topics.records import QualityRecord
+
+    def pair(a: float) -> QualityRecord:
+        return QualityRecord(ts_ms=0, node="n", camera="cam1", seq=0, edge_model_id="e",
+                             edge_model_version="1", cloud_model_id="c",
+                             cloud_model_version="1", agreement=a, edge_boxes=1,
+                             cloud_boxes=1, edge_mean_score=0.5, cloud_mean_score=0.5)
+
+    watch = LoopWatch(Settings(kafka_bootstrap="127.0.0.1:1"))  # never polled
+    try:
+        watch.quality = ([(t, pair(0.9)) for t in range(0, 20)]
+                         + [(t, pair(0.3)) for t in range(20, 50)]
+                         + [(t, pair(0.88)) for t in range(50, 80)])
+        watch.drift_at, watch.promoted_at = 20.0, 50.0
+        sc = watch.score()
+        assert sc.before == pytest.approx(0.9) and sc.in_the_dark == pytest.approx(0.3)
+        assert sc.after == pytest.approx(0.88) and sc.recovered_fraction == pytest.approx(0.88 / 0.9)
+        assert sc.recovery_s == pytest.approx(40.0)  # window [50, 60) is all 0.88 >= 0.855
+        assert "<svg" in watch.chart()
+    finally:
+        watch.close()
