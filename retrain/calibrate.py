@@ -99,7 +99,7 @@ def evaluate(edge: Sequence[Sequence[Box]], cloud: Sequence[Sequence[Box]], thre
 
 
 def requantize(fp32_model: Path, out: Path, frames_bgr: Sequence[np.ndarray],
-               fp32_head: int = 0) -> Path:
+               fp32_head: int = 0, pre_cache: Path | None = None) -> Path:
     """Static INT8 quantization of ``fp32_model`` calibrated on ``frames_bgr``, the first
     ``fp32_head`` Conv layers left in FP32; returns ``out``. Uses
     :func:`autosteer.processors.prepare.quantize_int8`."""
@@ -110,5 +110,5 @@ def requantize(fp32_model: Path, out: Path, frames_bgr: Sequence[np.ndarray],
         raise ValueError("requantize needs at least one calibration frame")
     rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames_bgr]
     log.info("re-quantizing %s on %d recent frames", fp32_model, len(rgb))
-    quantize_int8(fp32_model, out, rgb, fp32_head=fp32_head)
+    quantize_int8(fp32_model, out, rgb, fp32_head=fp32_head, pre_cache=pre_cache)
     return out

@@ -133,8 +133,11 @@ class Retrainer:
             candidates = [serving]
             if self.requantize:
                 out = Path(tmp) / "requantized"
-                requantize(self.model_dir / self.fp32 / "model.onnx", out / "model.onnx",
-                           [f.image for f in train], fp32_head=self.fp32_head)
+                source = self.model_dir / self.fp32
+                requantize(source / "model.onnx", out / "model.onnx",
+                           [f.image for f in train], fp32_head=self.fp32_head,
+                           pre_cache=self._scratch() / (
+                               f".quant-pre-{Manifest.load(source).sha256[:16]}.onnx"))
                 manifest.save(out)  # same layout and labels; the registry re-derives the rest
                 candidates.append(_Candidate("re-quantized", out, manifest,
                                              self._detect(out, ordered)))
