@@ -310,16 +310,29 @@ def plan_cmd(spec_path: str, fmt: str, time_limit: float) -> None:
 @click.option("--seconds", type=float, default=0.0, help="stop after this long (0 = until Ctrl-C)")
 @click.option("--log-dir", type=click.Path(file_okay=False), default=None)
 def deploy(spec_path: str, seconds: float, log_dir: str | None) -> None:
-    """Plan a spec and start its workers on this machine; register its cameras."""
+    """Plan a spec and start its workers on this machine; register its cameras. While they
+    run, a `replan` control action (a node or link root cause) re-places the operators
+    around the blamed node or link and restarts the workers if the placement changed."""
     import signal
     import time
+    import uuid
     from pathlib import Path
 
-    from autosteer.spec import plan, render_table, start_local, worker_commands
+    from autosteer.errors import RecordError
+    from autosteer.rootcause.actions import ControlAction
+    from autosteer.spec import (
+        PlacementError,
+        plan,
+        render_table,
+        replan,
+        start_local,
+        worker_commands,
+    )
+    from autosteer.spec.react import event_for
     from autosteer.topics.admin import ensure_topics
     from autosteer.topics.names import TopicNames
     from autosteer.topics.records import CameraCommand
-    from confluent_kafka import Producer
+    from confluent_kafka import Consumer, Producer
 
     s = _settings()
     spec = _load_checked(spec_path)
@@ -352,25 +365,58 @@ def deploy(spec_path: str, seconds: float, log_dir: str | None) -> None:
                 action="start", camera=cam.id, url=cam.url, max_fps=cam.fps).dumps())
             click.echo(f"camera {cam.id} -> {cam.url}")
         producer.flush(10)
+        actions = Consumer(s.consumer_config(f"{s.topic_prefix}-deploy-{uuid.uuid4().hex[:6]}"))
+        actions.subscribe([names.control_actions])
         started = time.monotonic()
         while not stopping and (seconds <= 0 or time.monotonic() - started < seconds):
             if any(proc.poll() is not None for proc in procs):
                 raise click.ClickException(f"a worker exited; see its log in {logs}")
-            time.sleep(0.5)
+            m = actions.poll(0.5)
+            if m is None or m.error():
+                continue
+            try:
+                action = ControlAction.parse(m.value())
+            except RecordError:
+                continue
+            event = (event_for([n.name for n in spec.resources.nodes], p, action.cause_type,
+                               action.dimension, action.value)
+                     if action.kind == "replan" else None)
+            if event is None:
+                continue
+            click.echo(f"root cause {action.anomaly_id}: {action.reason}")
+            try:
+                new = replan(spec, p, event)
+            except PlacementError as exc:
+                click.echo(f"cannot re-plan around {event}, the placement stays: {exc}")
+                continue
+            click.echo(f"re-planned around {event}:\n{render_table(new)}")
+            if new.assignment == p.assignment and new.edge_ratio == p.edge_ratio:
+                click.echo("the placement stays as it is")
+                p = new
+                continue
+            _stop_workers(procs)
+            p, commands = new, worker_commands(spec, new, s)
+            procs = start_local(commands, logs)
+            click.echo(f"restarted {len(procs)} worker(s) on the new plan")
+        actions.close()
         for cam in spec.sources.cameras:
             producer.produce(names.cameras, key=cam.id.encode(),
                              value=CameraCommand(action="stop", camera=cam.id).dumps())
         producer.flush(10)
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except Exception:  # noqa: BLE001 - a worker that ignores SIGTERM
-                proc.kill()
+        _stop_workers(procs)
         click.echo("stopped")
+
+
+def _stop_workers(procs: list[Any]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except Exception:  # noqa: BLE001 - a worker that ignores SIGTERM
+            proc.kill()
 
 
 # --- topics --------------------------------------------------------------------------

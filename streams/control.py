@@ -5,9 +5,13 @@ include ``anomaly``.
 - ``<prefix>.telemetry.windows`` (and heartbeats) -> :class:`AnomalyMonitor` ->
   ``<prefix>.anomalies``;
 - each anomaly -> :class:`RootCauseAnalyzer` over the telemetry store ->
-  ``<prefix>.rootcauses`` (ranked causes, evidence, the SQL that reproduces it).
+  ``<prefix>.rootcauses`` (ranked causes, evidence, the SQL that reproduces it);
+- each root cause -> an action (:func:`autosteer.rootcause.actions.decide`) ->
+  ``<prefix>.control.actions``; a model cause also asks for retraining on
+  ``<prefix>.retrain.requests``. The router's :class:`ActionFollower` re-plans the
+  offload policy on a ``replan``; ``autosteer deploy`` re-places operators.
 
-Both go to the worker's ``events`` feed (the UI) too.
+All go to the worker's ``events`` feed (the UI) too.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from autosteer.anomaly.monitor import AnomalyMonitor
 from autosteer.anomaly.records import Anomaly
 from autosteer.errors import StoreError
+from autosteer.rootcause.actions import ControlAction, decide
 from autosteer.rootcause.analyzer import RootCauseAnalyzer
 from autosteer.streams.pipeline import parse_valid
 from autosteer.topics.records import WindowRecord, now_ms
@@ -37,6 +42,7 @@ class ControlPlane:
         self.monitor = AnomalyMonitor()
         self.anomalies = 0
         self.rootcauses = 0
+        self.actions = 0
         names = pipeline.names
         app = pipeline.app
         app.agent(pipeline.topics[names.telemetry_windows], name="anomaly-windows")(
@@ -81,6 +87,21 @@ class ControlPlane:
                       if top else "no cause found"),
             "sql": top.sql if top else ""})
         p._watch(await p.topics[p.names.rootcauses].send(key=a.node.encode(), value=rc.dumps()))
+        await self._act(a, rc)
+
+    async def _act(self, a: Anomaly, rc: Any) -> None:
+        p, s = self.p, self.p.settings
+        action, request = decide(a, rc, edge_model=s.edge_model, teacher=s.cloud_model,
+                                 collect_ms=int(s.retrain_collect_s * 1000))
+        self.actions += 1
+        if request is not None:
+            log.warning("root cause %s: %s", a.id, request.reason)
+            p._watch(await p.topics[p.names.retrain_requests].send(
+                key=request.camera.encode(), value=request.dumps()))
+        p.events.append({"kind": "action", "ts_ms": now_ms(), "id": a.id,
+                         "title": f"{action.kind}: {action.reason}"[:200]})
+        p._watch(await p.topics[p.names.control_actions].send(
+            key=a.node.encode(), value=action.dumps()))
 
     def _analyze(self, a: Anomaly) -> Any:
         """Periods in windows: a baseline of 60 windows (10 min at 10 s windows) ending 2
@@ -90,3 +111,31 @@ class ControlPlane:
                                      min_anomaly_s=3 * w)
         return analyzer.analyze(a, until_ms=now_ms())
 
+
+class ActionFollower:
+    """With the router: a ``replan`` action re-plans the offload policy at once
+    (``policy.replan(action)`` where the policy has it, else its next control step now)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+        self.replans = 0
+        pipeline.app.agent(pipeline.topics[pipeline.names.control_actions],
+                           name="control-actions")(self._actions)
+
+    async def _actions(self, stream: Any) -> None:
+        async for events in stream.take_events(16, within=0.5):
+            for action in parse_valid((e.message.value for e in events), ControlAction):
+                if action.kind != "replan":
+                    continue
+                policy = self.p.policy
+                replan, tick = getattr(policy, "replan", None), getattr(policy, "tick", None)
+                if replan is not None:
+                    replan(action)
+                elif tick is not None:
+                    tick()
+                else:
+                    continue  # a policy without a control step (fixed, edge-only, ...)
+                self.replans += 1
+                log.warning("offload re-planned after %s: %s", action.anomaly_id, action.reason)
+                self.p.events.append({"kind": "action", "ts_ms": now_ms(),
+                                      "title": f"offload re-planned: {action.reason}"[:200]})

@@ -14,6 +14,7 @@ from autosteer.anomaly.records import Anomaly
 from autosteer.infra.clickhouse import LocalClickHouse
 from autosteer.infra.process import free_port
 from autosteer.processors.decode import encode_jpeg
+from autosteer.rootcause.actions import ControlAction
 from autosteer.rootcause.records import RootCause
 from autosteer.settings import Settings
 from autosteer.topics.names import TopicNames
@@ -75,6 +76,13 @@ def test_injected_node_slowdown_is_detected_and_explained_within_60s(
     assert top.anomaly > top.baseline
     res = cli(s, "sql", top.sql, "--format", "csv")  # the evidence is reproducible
     assert res.returncode == 0, res.stderr
+    # an infrastructure cause: the control plane asks for a re-plan, not a retrain
+    acts = [ControlAction.parse(m.value()) for m in consume(
+        s, names.control_actions, until=lambda m: any(
+            ControlAction.parse(x.value()).anomaly_id == rc.anomaly_id for x in m),
+        timeout_s=10, what="the control action for the root cause")]
+    act = next(a for a in acts if a.anomaly_id == rc.anomaly_id)
+    assert act.kind == "replan" and act.cause_type == top.cause_type, act
     measurements["node_slowdown_rca"] = {
         "detected_and_explained_s": round(found_s, 1), "top_cause": f"{named} {top.metric}",
         "baseline": top.baseline, "anomaly": top.anomaly}

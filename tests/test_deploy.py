@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from autosteer.infra.clickhouse import LocalClickHouse
 from autosteer.infra.rtsp import RtspTestServer
+from autosteer.rootcause.actions import ControlAction
 from autosteer.settings import Settings
 from autosteer.topics.names import TopicNames
 from autosteer.topics.records import Detection
-from helpers import cli, consume, unique
+from helpers import cli, consume, produce, unique
 
 pytestmark = pytest.mark.integration
 
@@ -42,10 +44,23 @@ def test_deploy_the_video_example_from_its_spec(
                     .replace("rtsp://127.0.0.1:18554/cam1", rtsp.url))
     s = make_settings(store="server", clickhouse_url=clickhouse.url(unique("db")),
                       offload_policy="fixed", web_port=two_free_ports())
-    res = cli(s, "deploy", str(spec), "--seconds", "25", "--log-dir", str(tmp_path / "logs"),
-              timeout_s=180)
+    # mid-run, a root cause blames edge-1: deploy re-plans around it
+    action = ControlAction(anomaly_id="edge-1//edge/infer_ms@0", kind="replan",
+                           cause_type="node_overload", dimension="node", value="edge-1",
+                           metric="infer_ms", reason="node=edge-1 infer_ms 40 -> 160")
+    timer = threading.Timer(12.0, produce, (s, TopicNames(s.topic_prefix).control_actions,
+                                            [(b"edge-1", action.dumps())]))
+    timer.start()
+    try:
+        res = cli(s, "deploy", str(spec), "--seconds", "25", "--log-dir",
+                  str(tmp_path / "logs"), timeout_s=180)
+    finally:
+        timer.cancel()
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert "edge-1" in res.stdout and "cloud-1" in res.stdout
+    # the example has no spare core: the re-plan finds no placement and keeps this one
+    assert "root cause edge-1//edge/infer_ms@0: node=edge-1" in res.stdout, res.stdout[-3000:]
+    assert "around NodeOverloaded(node='edge-1', capacity=0.5)" in res.stdout
     dets: dict[int, Detection] = {}
 
     def enough(msgs: list) -> bool:

@@ -95,6 +95,12 @@ class TopicNames:
         return self._n("rootcauses")
 
     @property
+    def control_actions(self) -> str:
+        """What the control plane did about each root cause (retrain, replan, alert).
+        Key: node. Value: ControlAction (rootcause/actions.py)."""
+        return self._n("control.actions")
+
+    @property
     def retrain_requests(self) -> str:
         """Drift and RCA ask for a better model. Key: camera. Value: RetrainRequest."""
         return self._n("retrain.requests")
@@ -132,6 +138,7 @@ class TopicNames:
             TopicSpec(self.quality, partitions, "edge/cloud agreement", True),
             TopicSpec(self.anomalies, 1, "anomalies", True),
             TopicSpec(self.rootcauses, 1, "root causes", True),
+            TopicSpec(self.control_actions, 1, "control actions", True),
             TopicSpec(self.retrain_requests, 1, "retrain requests", True),
             TopicSpec(self.models_updates, 1, "model updates", True),
             TopicSpec(self.deadletter, 1, "dead letters", True),
