@@ -53,7 +53,7 @@ STATES = ("ok", "late", "dead")  # best first
 MARKER_KINDS = ("anomaly", "root_cause", "drift", "model_swap")
 FEED_KINDS = {"anomaly": "anomalies", "root_cause": "root_causes",
               "retrain_request": "retrain_requests", "drift": "drift",
-              "model_swap": "model_swaps"}
+              "model_swap": "model_swaps", "action": "actions"}
 
 
 def _jsonable(v: Any) -> Any:

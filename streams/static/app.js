@@ -320,6 +320,7 @@ async function refreshFeeds() {
   fillFeed("feed-anomalies", body.anomalies, eventItem);
   fillFeed("feed-root_causes", body.root_causes, eventItem);
   fillFeed("feed-retrain_requests", body.retrain_requests, eventItem);
+  fillFeed("feed-actions", body.actions, eventItem);
   fillFeed("feed-models", body.models, (m) => el("li", { "data-tier": m.tier },
     el("b", { text: `${m.tier} ` }), `${m.model_id} ${m.model_version}`,
     el("span", { class: "muted", text: ` on ${m.node}, seen ${clock(m.last_seen_ms)}` })));
