@@ -12,7 +12,7 @@ APT_PACKAGES := clickhouse-server clickhouse-client \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium chromium-driver
 
-.PHONY: setup system-deps venv models demo test test-unit bench lint down clean
+.PHONY: setup system-deps venv models demo demo-drift test test-unit bench lint down clean
 
 setup: system-deps venv
 
@@ -47,6 +47,10 @@ models: setup
 
 demo: setup
 	$(BIN)/autosteer demo --seconds $(DEMO_SECONDS)
+
+# The closed loop: 30 s of day, then night falls; drift -> retrain -> canary -> promotion.
+demo-drift: setup
+	$(BIN)/autosteer demo --drift --seconds 30
 
 test: setup
 	$(BIN)/python -m pytest -q
