@@ -77,6 +77,11 @@ class Settings(BaseSettings):
                                      "for teacher frames after a request")
     retrain_requantize: bool = Field(False, description="also re-calibrate the INT8 model's "
                                      "quantization on the teacher frames (slower)")
+    retrain_shadow_rate: float = Field(1.0, ge=0.0, le=1.0, description="share of a camera's "
+                                       "edge frames shadowed while a retrain request for it "
+                                       "collects teacher frames")
+    retrain_fp32_head: int = Field(2, ge=0, description="re-quantized candidates keep this "
+                                   "many leading Conv layers (the stem) in FP32")
     canary_share: float = Field(0.25, gt=0.0, le=1.0, description="share of a camera's frames "
                                 "a new version serves before it is judged")
     registry_dir: Path = Field(default_factory=lambda: _home() / "registry",
@@ -87,6 +92,9 @@ class Settings(BaseSettings):
     cloud_frame_ms: float = Field(25.0, gt=0.0, description="profile: cloud ms per frame")
     edge_accuracy: float = Field(0.90, ge=0.0, le=1.0,
                                  description="profile: edge model's agreement with the cloud")
+    offload_levels: str = Field(
+        "", description="quality levels a cloud frame may be re-encoded at, measured: "
+        "'name:scale:jpeg_quality:bytes_ratio:accuracy:encode_ms,...' (empty = as captured)")
     link_mbps: float = Field(0.0, ge=0.0, description="emulated edge->cloud link, 0 = none")
     link_delay_ms: float = Field(0.0, ge=0.0, description="emulated link one-way delay")
     link_jitter_ms: float = Field(0.0, ge=0.0, description="emulated link jitter")

@@ -11,6 +11,12 @@ pipeline's latency fields (plus ``link_ms``) after the result's return trip.
   to 20 ms per single frame (a stronger box), lognormal noise.
 - Uplink: FIFO wire at the link's bandwidth, one-way delay plus exponential jitter; the
   result comes back after the one-way delay plus jitter.
+- Quality levels: a cloud frame may be re-encoded smaller on the edge box first (a FIFO
+  encoder, measured time x ``EDGE_SLOWDOWN``), then carries the level's measured share of
+  the bytes; its result's accuracy is the level's measured agreement with the cloud model
+  on the original (``LEVELS_MEASURED``). Ours, DeepDecision and FastVA choose levels; the
+  others send frames as captured. Accuracy is reported for every policy; ours keeps
+  ``ACCURACY_FLOOR``.
 - Loads: empty (2 cameras x 5 fps), normal (4 x 8 fps), busy (normal plus a backlog
   chunk of queued video inserted every few seconds). Links: 50 Mbit/s, 20 ms RTT and
   10 Mbit/s, 100 ms RTT.
@@ -40,7 +46,7 @@ Last line: one JSON object.
 
     python bench/offload.py            # 120 s sim runs x 3 seeds; 60 s real runs, all policies
     python bench/offload.py --quick    # 40 s x 1 seed; 30 s real runs, controller, JSEC, FastVA
-    python bench/offload.py --measure  # re-measure the sim's service-time profiles first
+    python bench/offload.py --measure  # re-measure service times and quality levels first
 """
 
 from __future__ import annotations
@@ -69,7 +75,9 @@ from autosteer.errors import RecordError
 from autosteer.infra.process import free_port
 from autosteer.infra.worker import WorkerProcess
 from autosteer.offload import (
+    FULL,
     CloudOnly,
+    ControlConfig,
     DeepDecisionStyle,
     EdgeOnly,
     EmulatedLink,
@@ -82,10 +90,12 @@ from autosteer.offload import (
     OffloadController,
     OffloadModel,
     OffloadPolicy,
+    QualityLevel,
     RateMeter,
     ShortestCompletion,
     SystemProfile,
     TierProfile,
+    cloud_level,
 )
 from autosteer.settings import Settings
 from autosteer.topics.names import TopicNames
@@ -105,6 +115,18 @@ CLOUD_SERVERS = 2
 FRAME_BYTES = 80_000
 FRAME_CV = 0.10
 ACCURACY = {"edge": 0.90, "cloud": 1.0}
+# Quality levels a cloud frame may be sent at (re-encoded on the edge box first), measured
+# on this machine (``--measure``): 100 frames of vtest.avi spread over the video, JPEG q85 as
+# captured (89 KB); bytes = mean re-encoded / captured; accuracy = agreement (F1, same
+# label, IoU >= 0.5; retrain.agreement) of the FP32 detector on the re-encoded frame with
+# its own boxes on the captured one; encode = decode + resize + encode, median ms, 1 thread.
+# (name, scale, JPEG quality, bytes ratio, accuracy, encode ms)
+LEVELS_MEASURED = (  # the bytes / accuracy frontier of the measured grid (LEVEL_GRID)
+    ("s0.75q50", 0.75, 50, 0.297, 0.935, 4.3),
+    ("s0.75q30", 0.75, 30, 0.214, 0.904, 3.2),
+    ("s0.5q50", 0.5, 50, 0.156, 0.889, 1.8),
+)
+ACCURACY_FLOOR = 0.90  # ours: least expected accuracy, that of edge only (INT8 vs FP32)
 FEEDBACK_S = 0.010  # result -> detections topic -> router feedback agent
 WARMUP_S = 5.0
 DEADLINE_MS = 200.0  # for the baselines that take a deadline (DeepDecision, FastVA)
@@ -117,14 +139,65 @@ LOADS = {  # cameras, fps each, backlog chunk (frames, every s)
 }
 
 
+def quality_levels(measured: tuple = LEVELS_MEASURED) -> tuple[QualityLevel, ...]:
+    """FULL, then the measured levels; encoding runs on the (weaker) edge box."""
+    return (FULL,) + tuple(
+        QualityLevel(name, scale, q, ratio, acc, enc_ms * EDGE_SLOWDOWN / 1000)
+        for name, scale, q, ratio, acc, enc_ms in measured)
+
+
 def system_profile(edge_ms: float = EDGE_MS,
-                   cloud_batch_ms: tuple[float, ...] = CLOUD_BATCH_MS) -> SystemProfile:
+                   cloud_batch_ms: tuple[float, ...] = CLOUD_BATCH_MS,
+                   levels: tuple = LEVELS_MEASURED) -> SystemProfile:
     """What every policy is told about the tiers (the simulator uses the same numbers)."""
     scale = CLOUD_FRAME_MS / cloud_batch_ms[0]
     return SystemProfile(
         edge=TierProfile((edge_ms * EDGE_SLOWDOWN / 1000,), 1, ACCURACY["edge"], EDGE_CV ** 2),
         cloud=TierProfile(tuple(b * scale / 1000 for b in cloud_batch_ms), CLOUD_SERVERS,
-                          ACCURACY["cloud"], CLOUD_CV ** 2))
+                          ACCURACY["cloud"], CLOUD_CV ** 2),
+        levels=quality_levels(levels))
+
+
+LEVEL_GRID = ((1.0, 50), (1.0, 30), (0.75, 50), (0.75, 30), (0.6, 50), (0.6, 30), (0.5, 70),
+              (0.5, 50), (0.5, 30), (0.4, 50))
+
+
+def measure_levels(grid: tuple = LEVEL_GRID, n: int = 100) -> tuple:
+    """Bytes, accuracy and encode time of each (scale, JPEG quality) in ``grid`` (see
+    :data:`LEVELS_MEASURED`); returns rows in its format, one per grid point."""
+    import cv2
+    from autosteer.processors.decode import decode_jpeg, encode_jpeg
+    from autosteer.processors.detector import load_detector
+    from autosteer.processors.reencode import reencode
+    from autosteer.retrain.agreement import agreement
+
+    cap = cv2.VideoCapture(str(Path.home() / ".cache/autosteer/data/vtest.avi"))
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    src = []
+    for i in range(0, total, max(1, total // n)):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+        ok, img = cap.read()
+        if ok and len(src) < n:
+            src.append(encode_jpeg(img, 85))
+    cap.release()
+    det = load_detector(Path.home() / ".cache/autosteer/models", "ssd_mobilenet_v2_coco_fp32",
+                        intra_op_threads=1)
+    ref = [det.detect([decode_jpeg(j)])[0] for j in src]
+    rows = []
+    for scale, q in grid:
+        ms, out = [], []
+        for j in src:
+            for _ in range(3):
+                t0 = time.perf_counter()
+                r = reencode(j, scale=scale, quality=q)
+                ms.append((time.perf_counter() - t0) * 1000)
+            out.append(r)
+        acc = statistics.mean(agreement(det.detect([decode_jpeg(r)])[0], b)
+                              for r, b in zip(out, ref, strict=True))
+        name = f"q{q}" if scale == 1.0 else f"s{scale:g}q{q}"
+        rows.append((name, scale, q, round(sum(map(len, out)) / sum(map(len, src)), 3),
+                     round(acc, 3), round(statistics.median(ms), 1)))
+    return tuple(rows)
 
 
 def measure_profiles() -> tuple[float, tuple[float, ...]]:
@@ -200,6 +273,8 @@ class Run:
     decide_p50_us: float
     decisions: list = field(default_factory=list)  # (t, ControlDecision) for ours
     done: list = field(default_factory=list)  # (t_back, e2e_s) for every frame
+    accuracy: list = field(default_factory=list)  # per scored frame: its tier's / level's
+    levels: Counter = field(default_factory=Counter)  # cloud frames per quality level
 
 
 class Sim:
@@ -238,9 +313,12 @@ class Sim:
         edge_busy = False
         cloud_q: deque = deque()
         cloud_free = CLOUD_SERVERS
-        routed: dict[tuple[str, int], tuple[str, float, float]] = {}  # tier, t, link
+        routed: dict[tuple[str, int], tuple[str, float, float]] = {}  # tier, link, arrived
         result: dict[tuple[str, int], float] = {}
         tiers: dict[tuple[str, int], str] = {}
+        accuracy: dict[tuple[str, int], float] = {}
+        levels: Counter = Counter()
+        encoder_free = 0.0  # the edge box's re-encoder: a FIFO of its own
         done_log = []
         t_dec = t_learn = 0.0
         n_dec = n_learn = 0
@@ -287,14 +365,24 @@ class Sim:
                         last_dec = d
                 tiers[(f.camera, f.seq)] = tier
                 if tier == "edge":
-                    routed[(f.camera, f.seq)] = ("edge", t, 0.0)
+                    accuracy[(f.camera, f.seq)] = ACCURACY["edge"]
+                    routed[(f.camera, f.seq)] = ("edge", 0.0, t)
                     edge_q.append(f)
                     if not edge_busy:
                         start_edge()
                 else:
-                    transit = self.link.transit_s(f.size, t)
-                    routed[(f.camera, f.seq)] = ("cloud", t, transit)
-                    self._at(t + transit, "cloud_arrive", f)
+                    lv = cloud_level(policy)
+                    levels[lv.name] += WARMUP_S <= f.t <= self.duration_s
+                    accuracy[(f.camera, f.seq)] = ACCURACY["cloud"] * lv.accuracy
+                    handover = t
+                    if not lv.is_full:  # re-encoded on the edge box before the wire
+                        encoder_free = (max(t, encoder_free)
+                                        + lv.encode_s * self._noise(EDGE_CV))
+                        handover = encoder_free
+                    transit = self.link.transit_s(max(1, int(f.size * lv.bytes_ratio)),
+                                                  handover)
+                    routed[(f.camera, f.seq)] = ("cloud", transit, handover + transit)
+                    self._at(handover + transit, "cloud_arrive", f)
             elif kind == "cloud_arrive":
                 cloud_q.append(data)
                 if cloud_free > 0:
@@ -304,13 +392,13 @@ class Sim:
                 batch = batch if isinstance(batch, list) else [batch]
                 tier = "edge" if kind == "edge_done" else "cloud"
                 for f in batch:
-                    _, t_routed, transit = routed.pop((f.camera, f.seq))
+                    _, transit, arrived = routed.pop((f.camera, f.seq))
                     back = t if tier == "edge" else t + self.link.delay_s + self.link.jitter()
                     ts = round(f.t * 1000) / 1000
                     obs = Observation(
                         camera=f.camera, tier=tier, total_ms=(t - ts) * 1000,
                         infer_ms=s / len(batch) * 1000,
-                        queue_ms=(started - t_routed - transit) * 1000,
+                        queue_ms=(started - arrived) * 1000,
                         seq=f.seq, ts_ms=int(round(f.t * 1000)),
                         link_ms=transit * 1000 if tier == "cloud" else 0.0)
                     self._at(back + FEEDBACK_S, "observe", obs)
@@ -340,17 +428,19 @@ class Sim:
         return Run(lat, [tiers.get((f.camera, f.seq), "edge") for f in scored],
                    served_in_window / (self.duration_s - WARMUP_S),
                    t_dec / max(n_dec, 1) * 1e6, t_learn / max(n_learn, 1) * 1e6,
-                   float(np.median(dec_times)) * 1e6 if dec_times else 0.0, decisions, done_log)
+                   float(np.median(dec_times)) * 1e6 if dec_times else 0.0, decisions, done_log,
+                   [accuracy.get((f.camera, f.seq), ACCURACY["edge"]) for f in scored], levels)
 
 
 # -- policies -------------------------------------------------------------------------------
 def policies(prof: SystemProfile) -> dict[str, PolicyFactory]:
     return {
-        "ours": lambda clock: OffloadController(prof, clock=clock),
+        "ours": lambda clock: OffloadController(
+            prof, ControlConfig(accuracy_floor=ACCURACY_FLOOR), clock=clock),
         "edge-only": lambda clock: EdgeOnly(),
         "cloud-only": lambda clock: CloudOnly(),
-        "deepdecision": lambda clock: DeepDecisionStyle(prof, deadline_ms=DEADLINE_MS,
-                                                        clock=clock),
+        "deepdecision": lambda clock: DeepDecisionStyle(
+            prof, deadline_ms=DEADLINE_MS, accuracy_floor=ACCURACY_FLOOR, clock=clock),
         "fastva": lambda clock: FastVAStyle(prof, deadline_ms=DEADLINE_MS, clock=clock),
         "hill-climb": lambda clock: HillClimbing(prof, clock=clock),
         "jsec": lambda clock: ShortestCompletion(prof, clock=clock),
@@ -364,8 +454,8 @@ def summarize(run: Run) -> dict:
         "p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
         "p99": float(np.percentile(lat, 99)), "mean": float(lat.mean()),
         "fps": run.throughput_fps, "cloud_share": n_cloud / len(run.tiers),
-        "accuracy": (n_cloud * ACCURACY["cloud"]
-                     + (len(run.tiers) - n_cloud) * ACCURACY["edge"]) / len(run.tiers),
+        "accuracy": float(np.mean(run.accuracy)),
+        "reduced_share": (n_cloud - run.levels.get("full", 0)) / max(n_cloud, 1),
         "decide_us": run.decide_us, "decide_p50_us": run.decide_p50_us,
         "learn_us": run.learn_us,
     }
@@ -614,7 +704,7 @@ def replay(s: Settings, frames: list[Frame], jpegs: list[bytes], collector: Coll
         if wait > 0:
             time.sleep(wait)
         rec = FrameRecord(camera=f.camera, seq=f.seq, ts_ms=int((t0 + f.t) * 1000),
-                          jpeg=jpegs[(zlib.crc32(f.camera.encode()) + f.seq) % len(jpegs)])
+                          jpeg=jpegs[jpeg_index(f.camera, f.seq, len(jpegs))])
         producer.produce(topic, key=f.camera.encode(), value=rec.dumps())
         producer.poll(0)
     producer.flush(30)
@@ -674,9 +764,37 @@ def run_real(base: Settings, policy: str, frames: list[Frame], jpegs: list[bytes
                    (load_before, os.getloadavg()[0]), collector.detections)
 
 
-def summarize_real(run: RealRun, warmup_s: float, duration_s: float) -> dict:
+def reference_boxes(s: Settings, jpegs: list[bytes]) -> list[list]:
+    """The cloud (FP32) model's boxes on each replayed JPEG as captured: what a frame's
+    result is scored against, whichever tier and quality level served it."""
+    from autosteer.processors.decode import decode_jpeg
+    from autosteer.processors.detector import load_detector
+
+    det = load_detector(s.model_dir, s.cloud_model, providers=s.providers, intra_op_threads=1,
+                        score_threshold=s.score_threshold)
+    return [det.detect([decode_jpeg(j)])[0] for j in jpegs]
+
+
+def jpeg_index(camera: str, seq: int, n: int) -> int:
+    """Which of the ``n`` replayed JPEGs frame ``(camera, seq)`` carries."""
+    return (zlib.crc32(camera.encode()) + seq) % n
+
+
+def real_accuracy(run: RealRun, ref: list[list], keys: set[tuple[str, int]]) -> float:
+    """Mean agreement (retrain.agreement) of each result in ``keys`` with the cloud model's
+    boxes on the frame as captured."""
+    from autosteer.retrain.agreement import agreement
+
+    scores = [agreement(d.boxes, ref[jpeg_index(d.camera, d.seq, len(ref))])
+              for d in run.detections if (d.camera, d.seq) in keys and d.status == "ok"]
+    return statistics.mean(scores) if scores else math.nan
+
+
+def summarize_real(run: RealRun, warmup_s: float, duration_s: float,
+                   ref: list[list] | None = None) -> dict:
     """Latency (unfinished frames count with the time they waited), throughput in the
-    scored window, cloud share, accuracy proxy; as in :func:`summarize`."""
+    scored window, cloud share, accuracy (measured against ``ref`` when given: the cloud
+    model on the frames as captured; else the tier proxy); as in :func:`summarize`."""
     scored = [f for f in run.frames if warmup_s <= f.t <= duration_s]
     lat, tiers = [], []
     for f in scored:
@@ -695,7 +813,8 @@ def summarize_real(run: RealRun, warmup_s: float, duration_s: float) -> dict:
         "unfinished": len(scored) - n_cloud - n_edge,
         "cloud_share": n_cloud / max(n_cloud + n_edge, 1),
         "accuracy": (n_cloud * ACCURACY["cloud"] + n_edge * ACCURACY["edge"])
-        / max(n_cloud + n_edge, 1),
+        / max(n_cloud + n_edge, 1) if ref is None
+        else real_accuracy(run, ref, {(f.camera, f.seq) for f in scored}),
         "startup_s": run.startup_s, "load1_before": run.load1[0], "load1_after": run.load1[1],
     }
 
@@ -747,6 +866,9 @@ def real_compare(names: tuple[str, ...], duration_s: float, check_s: float, seed
     prepare_models(base.model_dir, video)
     jpegs = video_jpegs(video, base.jpeg_quality)
     edge_ms, cloud_ms = measure_real_profile(base, jpegs)
+    ref = reference_boxes(base, jpegs)
+    levels = ",".join(f"{n}:{sc:g}:{q}:{r:g}:{a:g}:{ms:g}"
+                      for n, sc, q, r, a, ms in LEVELS_MEASURED)  # encoding runs here too
     busy = trace("busy", duration_s, seed, loads=REAL_LOADS)
     normal = trace("normal", check_s, seed, loads=REAL_LOADS)
     mbps, delay_ms, jitter_ms = REAL_LINK
@@ -765,17 +887,18 @@ def real_compare(names: tuple[str, ...], duration_s: float, check_s: float, seed
                 "kafka_bootstrap": broker.bootstrap, "edge_frame_ms": round(edge_ms, 2),
                 "cloud_frame_ms": round(cloud_ms, 2), "link_mbps": mbps,
                 "link_delay_ms": delay_ms, "link_jitter_ms": jitter_ms,
-                "max_frame_age_ms": 0, "intra_op_threads": 1})
+                "max_frame_age_ms": 0, "intra_op_threads": 1, "offload_levels": levels,
+                "accuracy_floor": ACCURACY_FLOOR})
             for name in names:
                 run = run_real(prof, name, busy, jpegs, Path(tmp), drain_s)
-                rows[name] = summarize_real(run, REAL_WARMUP_S, duration_s)
+                rows[name] = summarize_real(run, REAL_WARMUP_S, duration_s, ref)
                 _print_real(name, rows[name])
                 if name == "controller":
                     out["mape_busy"] = _controller_check(run, duration_s)[0]
             print(f"model check: the controller alone, normal load ({len(normal)} frames in "
                   f"{check_s:.0f} s)", flush=True)
             run = run_real(prof, "controller", normal, jpegs, Path(tmp), drain_s)
-            out["normal"] = summarize_real(run, REAL_WARMUP_S, check_s)
+            out["normal"] = summarize_real(run, REAL_WARMUP_S, check_s, ref)
             _print_real("controller", out["normal"])
             out["mape"], out["pairs"] = _controller_check(run, check_s)
         finally:
@@ -819,14 +942,22 @@ def p95_ratios(table: Table, seeds: list[int]) -> tuple[dict[str, float], dict]:
     return {load: geomean(v) for load, v in ratios.items()}, cells
 
 
+def _by_load(table: Table) -> dict[tuple[str, str, str], list[dict]]:
+    """Every link's and seed's summaries of one (load, policy), keyed (load, "", policy)."""
+    out: dict[tuple[str, str, str], list[dict]] = {}
+    for (load, _, name), rows in table.items():
+        out.setdefault((load, "", name), []).extend(rows)
+    return out
+
+
 def print_table(table: Table) -> None:
     print(f"{'load':7} {'link':10} {'policy':13} {'p50':>7} {'p95':>7} {'p99':>7} {'fps':>6} "
-          f"{'cloud':>6} {'acc':>6} {'dec_us':>7} {'dec_p50':>7}")
+          f"{'cloud':>6} {'acc':>6} {'reduced':>7} {'dec_us':>7} {'dec_p50':>7}")
     for (load, link_name, name), rows in table.items():
         a = {k: statistics.mean(r[k] for r in rows) for k in rows[0]}
         print(f"{load:7} {link_name:10} {name:13} {a['p50']:7.1f} {a['p95']:7.1f} "
               f"{a['p99']:7.1f} {a['fps']:6.1f} {a['cloud_share']:6.2f} {a['accuracy']:6.3f} "
-              f"{a['decide_us']:7.1f} {a['decide_p50_us']:7.1f}")
+              f"{a['reduced_share']:7.2f} {a['decide_us']:7.1f} {a['decide_p50_us']:7.1f}")
 
 
 def online_mape(prof: SystemProfile, duration: float, seed: int) -> float:
@@ -861,7 +992,12 @@ def main() -> None:
     if args.measure:
         edge_ms, cloud_ms = measure_profiles()
         print(f"measured: INT8 {edge_ms:.1f} ms, FP32 batches {cloud_ms} ms")
-        prof = system_profile(edge_ms, cloud_ms)
+        grid = measure_levels()
+        for row in grid:
+            print(f"measured level {row[0]}: bytes x{row[3]}, accuracy {row[4]}, encode "
+                  f"{row[5]} ms")
+        chosen = {name for name, *_ in LEVELS_MEASURED}
+        prof = system_profile(edge_ms, cloud_ms, tuple(r for r in grid if r[0] in chosen))
     else:
         prof = system_profile()
     print(f"edge {prof.edge.batch_s[0] * 1000:.1f} ms/frame; cloud {CLOUD_SERVERS} servers, "
@@ -914,6 +1050,11 @@ def main() -> None:
         "p95_ratio_normal": round(ratios["normal"], 3),
         "p95_ratio_busy": round(ratios["busy"], 3),
         "p95_ratio_per_cell": {k: v[0] for k, v in sorted(cells.items())},
+        "p95_ms": {f"{load}/{name}": round(statistics.mean(r["p95"] for r in rows), 1)
+                   for (load, _, name), rows in _by_load(table).items()},
+        "accuracy": {f"{load}/{name}": round(statistics.mean(r["accuracy"] for r in rows), 3)
+                     for (load, _, name), rows in _by_load(table).items()},
+        "accuracy_floor": ACCURACY_FLOOR,
         "sim_model_mape": round(mape, 3),
         "sim_model_mape_online": round(mape_online, 3),
         "step_settle_intervals": {f"{st['what']}x{st['factor']:g}": st["settle_intervals"]

@@ -18,11 +18,19 @@ from autosteer.offload.estimate import Ewma, LinkEstimator, RateMeter, Slowdown,
 from autosteer.offload.link import EmulatedLink
 from autosteer.offload.live import LiveState
 from autosteer.offload.optimize import Halfspace, pgd, project
-from autosteer.offload.policy import FixedRatio, FrameMeta, Observation, OffloadPolicy, Tier
-from autosteer.offload.profiles import SystemProfile, TierProfile
+from autosteer.offload.policy import (
+    FixedRatio,
+    FrameMeta,
+    Observation,
+    OffloadPolicy,
+    Tier,
+    cloud_level,
+)
+from autosteer.offload.profiles import FULL, QualityLevel, SystemProfile, TierProfile
 from autosteer.offload.queueing import ModelInputs, OffloadModel, Prediction
 
 __all__ = [
+    "FULL",
     "CloudOnly",
     "ControlConfig",
     "ControlDecision",
@@ -43,6 +51,7 @@ __all__ = [
     "OffloadModel",
     "OffloadPolicy",
     "Prediction",
+    "QualityLevel",
     "RateMeter",
     "ShortestCompletion",
     "Slowdown",
@@ -50,6 +59,7 @@ __all__ = [
     "TierProfile",
     "Tier",
     "Window",
+    "cloud_level",
     "pgd",
     "project",
 ]

@@ -5,18 +5,20 @@ Each one sees the same profiles and the same telemetry (a
 reads the link emulator.
 
 - :class:`EdgeOnly`, :class:`CloudOnly`: every frame to one tier.
-- :class:`DeepDecisionStyle`: each period, enumerate cloud shares 0, 0.1, ... 1 and
-  predict each from profiles and the bandwidth estimate without queueing (processing +
-  transfer); keep the most accurate one whose slower path meets the deadline and whose
-  tiers keep up with the arrivals (DeepDecision, INFOCOM'18).
-- :class:`FastVAStyle`: per frame, the most accurate tier whose predicted completion
-  meets the deadline, else the faster one (FastVA, INFOCOM'20).
+- :class:`DeepDecisionStyle`: each period, enumerate cloud shares 0, 0.1, ... 1 and the
+  profile's quality levels, and predict each pair from profiles and the bandwidth
+  estimate without queueing (processing + encode + transfer); keep the most accurate one
+  whose slower path meets the deadline and whose tiers keep up with the arrivals
+  (DeepDecision, INFOCOM'18, picks resolution and model the same way).
+- :class:`FastVAStyle`: per frame, the most accurate of (edge, cloud at each quality
+  level) whose predicted completion meets the deadline, else the fastest (FastVA,
+  INFOCOM'20, picks edge/cloud and resolution per frame).
 - :class:`HillClimbing`: each period, move the cloud share one step; reverse (and halve
   the step) when the measured p95 got worse.
 - :class:`ShortestCompletion`: per frame, the tier with the shortest expected completion,
   ``(outstanding / servers + 1) * service + transfer`` (join-shortest-expected-completion).
 
->>> from autosteer.offload.profiles import SystemProfile, TierProfile
+>>> from autosteer.offload.profiles import QualityLevel, SystemProfile, TierProfile
 >>> prof = SystemProfile(TierProfile((0.040,), accuracy=0.9), TierProfile((0.020,), 2))
 >>> p = ShortestCompletion(prof, clock=lambda: 0.0)
 >>> [p.decide(FrameMeta("c", i, 0, 80_000)) for i in range(3)]   # cloud transfer unknown
@@ -25,6 +27,7 @@ reads the link emulator.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -33,7 +36,7 @@ import numpy as np
 from autosteer.offload.estimate import Ewma
 from autosteer.offload.live import LiveState
 from autosteer.offload.policy import FrameMeta, Observation, Tier
-from autosteer.offload.profiles import SystemProfile
+from autosteer.offload.profiles import QualityLevel, SystemProfile
 
 Clock = Callable[[], float]
 
@@ -65,12 +68,15 @@ class CloudOnly:
 
 
 class _Tracked:
-    """Shared plumbing: a clock and a LiveState fed from decide/learn."""
+    """Shared plumbing: a clock and a LiveState fed from decide/learn. ``level`` is the
+    quality level of the last frame sent to the cloud (full quality unless a subclass
+    chooses)."""
 
     def __init__(self, profile: SystemProfile, clock: Clock) -> None:
         self.profile = profile
         self.clock = clock
         self._live = LiveState(profile)
+        self.level: QualityLevel = profile.levels[0]
 
     @property
     def live(self) -> LiveState:
@@ -81,6 +87,9 @@ class _Tracked:
         now = self.clock()
         self.live.arrive(frame, now)
         tier = self._choose(frame, now)
+        if tier == "cloud" and not self.level.is_full:  # the bytes the wire will carry
+            size = frame.size_bytes or int(self.live.size(frame.camera))
+            frame = dataclasses.replace(frame, size_bytes=max(1, int(size * self.level.bytes_ratio)))
         self.live.dispatch(frame, tier, now)
         return tier
 
@@ -144,19 +153,24 @@ class DeepDecisionStyle(_Periodic):
         size = sum(r * live.size(c) for c, r in rates.items()) / lam
         edge_s = prof.edge.frame_s(1) * live.edge_scale
         cloud_s = prof.cloud.service_s(1) * live.cloud_scale
-        cloud_lat = size / bw + 2 * live.link.delay_s + cloud_s
-        cloud_cap = min(bw / size, prof.cloud.capacity_fps / max(live.cloud_scale, 1e-9))
+        cloud_fps = prof.cloud.capacity_fps / max(live.cloud_scale, 1e-9)
         best = None
-        for x in np.linspace(0.0, 1.0, 11):
-            keeps_up = (1 - x) * lam * edge_s <= 1.0 and x * lam <= cloud_cap
-            worst = max(edge_s if x < 1 else 0.0, cloud_lat if x > 0 else 0.0)
-            acc = (1 - x) * prof.edge.accuracy + x * prof.cloud.accuracy
-            mean = (1 - x) * edge_s + x * cloud_lat
-            ok = keeps_up and worst * 1000 <= self.deadline_ms and acc >= self.accuracy_floor
-            key = (ok, keeps_up, acc if ok else -mean, -mean)
-            if best is None or key > best[0]:
-                best = (key, x)
+        for lv in prof.levels:
+            wire = size * lv.bytes_ratio
+            cloud_lat = lv.encode_s + wire / bw + 2 * live.link.delay_s + cloud_s
+            cloud_cap = min(bw / wire, cloud_fps, 1 / lv.encode_s if lv.encode_s else math.inf)
+            for x in np.linspace(0.0, 1.0, 11):
+                keeps_up = (1 - x) * lam * edge_s <= 1.0 and x * lam <= cloud_cap
+                worst = max(edge_s if x < 1 else 0.0, cloud_lat if x > 0 else 0.0)
+                acc = (1 - x) * prof.edge.accuracy + x * prof.cloud.accuracy * lv.accuracy
+                mean = (1 - x) * edge_s + x * cloud_lat
+                ok = (keeps_up and worst * 1000 <= self.deadline_ms
+                      and acc >= self.accuracy_floor)
+                key = (ok, keeps_up, acc if ok else -mean, -mean)
+                if best is None or key > best[0]:
+                    best = (key, x, lv)
         assert best is not None
+        self.level = best[2]
         return float(best[1])
 
 
@@ -207,11 +221,19 @@ class FastVAStyle(_Tracked):
     def _choose(self, frame: FrameMeta, now: float) -> Tier:
         size = frame.size_bytes or int(self.live.size(frame.camera))
         deadline = self.deadline_ms / 1000
-        done = {t: self.live.completion_s(t, size, now) for t in ("cloud", "edge")}
-        for tier in sorted(done, key=lambda t: -self.profile.tier(t).accuracy):
-            if done[tier] <= deadline:
-                return tier
-        return min(done, key=lambda t: done[t])  # type: ignore[return-value]
+        prof, live = self.profile, self.live
+        options: list[tuple[float, float, Tier, QualityLevel]] = [  # accuracy, done, ...
+            (prof.edge.accuracy, live.completion_s("edge", size, now), "edge", prof.levels[0])]
+        for lv in prof.levels:
+            done = lv.encode_s + live.completion_s("cloud", max(1, int(size * lv.bytes_ratio)),
+                                                   now)
+            options.append((prof.cloud.accuracy * lv.accuracy, done, "cloud", lv))
+        meets = [o for o in options if o[1] <= deadline]
+        acc, _, tier, lv = (max(meets, key=lambda o: (o[0], -o[1])) if meets
+                            else min(options, key=lambda o: o[1]))
+        if tier == "cloud":
+            self.level = lv
+        return tier
 
 
 class ShortestCompletion(_Tracked):

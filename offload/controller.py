@@ -14,12 +14,16 @@ probe).
 
 Per control step (``tick``): estimate the model's inputs from telemetry
 (:class:`~autosteer.offload.live.LiveState`), minimise ``p95 + mean_weight * mean`` of the
-end-to-end latency over the per-camera cloud shares, subject to every queue's utilization
-``<= max_util`` and the accuracy floor, by projected gradient descent from the best of
-the previous solution (warm start) and the two extremes; keep the previous split unless
-the gain passes a hysteresis; record a :class:`ControlDecision`.
+end-to-end latency over the per-camera cloud shares and the quality level cloud frames are
+re-encoded at (the profile's :class:`~autosteer.offload.profiles.QualityLevel` s), subject
+to every queue's utilization ``<= max_util`` and the accuracy floor, by projected gradient
+descent (per level) from the best of the previous solution (warm start) and the two
+extremes; keep the previous split and level unless the gain passes a hysteresis; record a
+:class:`ControlDecision`. When a cloud frame at the planned level would miss the deadline,
+it goes at the level finishing first among those the accuracy floor allows (accuracy
+banked above the floor pays for levels below it).
 
->>> from autosteer.offload.profiles import SystemProfile, TierProfile
+>>> from autosteer.offload.profiles import QualityLevel, SystemProfile, TierProfile
 >>> clock = iter(i / 32 for i in range(10_000)).__next__
 >>> ctl = OffloadController(SystemProfile(TierProfile((0.040,), accuracy=0.9),
 ...                                       TierProfile((0.020,), servers=2)), clock=clock)
@@ -30,17 +34,19 @@ the gain passes a hysteresis; record a :class:`ControlDecision`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from autosteer.offload.live import LiveState
 from autosteer.offload.optimize import Halfspace, pgd, project, uniform_interval, violation
 from autosteer.offload.policy import FrameMeta, Observation, Tier
-from autosteer.offload.profiles import SystemProfile, TierProfile
+from autosteer.offload.profiles import QualityLevel, SystemProfile, TierProfile
 from autosteer.offload.queueing import ModelInputs, OffloadModel, Prediction
 
 log = logging.getLogger(__name__)
@@ -70,6 +76,22 @@ class ControlDecision:
     steps: int = 0
     solve_ms: float = 0.0
     reason: str = ""
+    level: str = "full"
+    predicted_accuracy: float = math.nan
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One quality level's best split, as the model scores it."""
+
+    level: QualityLevel
+    model: OffloadModel
+    x: np.ndarray
+    score: float  # p95 + mean_weight * mean, s; inf for an overload fallback
+    steps: int
+    reason: str
+    floor_met: bool  # the accuracy floor held (or there is none)
+    worst_util: float  # the busiest queue's predicted utilization
 
 
 @dataclass(frozen=True)
@@ -94,6 +116,11 @@ class ControlConfig:
       short enough to follow cameras joining and leaving.
     - ``deadline_ms``: per-frame deadline; None = ``deadline_slack`` x predicted p95.
     - ``auto_tick``: run control steps from ``decide`` when due (else call ``tick``).
+    - ``accuracy_reserve``, ``reserve_cost``: with a floor, prefer a quality level whose
+      split also meets floor + reserve when its score is within ``reserve_cost`` (a
+      fraction) of the best; the accuracy so saved pays for smaller levels in bursts.
+    - ``budget_s``: accuracy saved above the floor fades with this time constant (the
+      floor holds on average over about this long).
     """
 
     interval_s: float = 1.0
@@ -111,6 +138,9 @@ class ControlConfig:
     deadline_ms: float | None = None
     deadline_slack: float = 1.0
     auto_tick: bool = True
+    accuracy_reserve: float = 0.02
+    reserve_cost: float = 0.15
+    budget_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.interval_s <= 0:
@@ -122,6 +152,9 @@ class ControlConfig:
         if not 0 <= self.explore <= self.warmup_offload <= 1:
             raise ValueError(f"need 0 <= explore <= warmup_offload <= 1; got "
                              f"{self.explore} and {self.warmup_offload}")
+        if min(self.accuracy_reserve, self.reserve_cost) < 0 or self.budget_s <= 0:
+            raise ValueError(f"need accuracy_reserve, reserve_cost >= 0 and budget_s > 0; got "
+                             f"{self.accuracy_reserve}, {self.reserve_cost}, {self.budget_s}")
         if self.slack < 0 or self.mean_weight < 0 or self.hysteresis_ms < 0:
             raise ValueError("slack, mean_weight and hysteresis_ms must be >= 0; got "
                              f"{self.slack}, {self.mean_weight}, {self.hysteresis_ms}")
@@ -153,6 +186,11 @@ class OffloadController:
         self._last_cloud = -math.inf  # when the last cloud frame was sent
         self._probed = False  # that frame was a probe (probes go in pairs, not trains)
         self._last: ControlDecision | None = None
+        self._level: QualityLevel = profile.levels[0]  # planned, per control step
+        self._need = 0.0  # least cloud accuracy that keeps the floor at the planned split
+        self._saved = 0.0  # accuracy banked above the floor (see _bank)
+        self._banked_at = -math.inf
+        self._frame_level: QualityLevel = profile.levels[0]  # of the last cloud frame
 
     def __repr__(self) -> str:
         return f"OffloadController({self.profile!r}, {self.config!r})"
@@ -177,7 +215,15 @@ class OffloadController:
                 log.exception("offload control step failed; keeping the previous split")
         cam = frame.camera
         size = frame.size_bytes or int(live.size(cam))
-        done = {t: live.completion_s(t, size, now) + live.overhead_s(t) for t in ("edge", "cloud")}
+        lv, wire, cloud_done = self._cloud_option(self._level, size, now)
+        if cloud_done > self._deadline_s:
+            # a queue spiked: the level finishing first among those the floor allows
+            for alt in self._burst_levels():
+                option = self._cloud_option(alt, size, now)
+                if option[2] < cloud_done:
+                    lv, wire, cloud_done = option
+        done = {"edge": live.completion_s("edge", size, now) + live.overhead_s("edge"),
+                "cloud": cloud_done}
         credit = self._credit + self._offload.get(cam, self._default_share())
         if credit >= 1.0 + cfg.slack:
             tier: Tier = "cloud"
@@ -189,18 +235,48 @@ class OffloadController:
         if done[tier] > self._deadline_s and done[other] < done[tier]:
             tier = other  # deadline-aware: a queue spiked
             self._overrides += 1
-        probe = tier == "edge" and self._probe_due(size, now)
+        probe = tier == "edge" and self._probe_due(wire, now)
         if probe:
             tier = "cloud"
         if tier == "cloud":
             credit -= 1.0
             self._last_cloud, self._probed = now, probe
+            self._frame_level = lv
         self._credit = min(max(credit, -cfg.slack), 1.0 + cfg.slack)
-        live.dispatch(frame, tier, now)
+        self._bank(self.profile.edge.accuracy if tier == "edge"
+                   else self.profile.cloud.accuracy * lv.accuracy, now)
+        live.dispatch(frame if tier == "edge" else dataclasses.replace(frame, size_bytes=wire),
+                      tier, now)
         return tier
 
     def learn(self, obs: Observation) -> None:
         self._live.learn(obs, self.clock())
+
+    def _bank(self, accuracy: float, now: float) -> None:
+        """Accuracy saved above the floor (frames x accuracy), fading over ``budget_s``."""
+        floor = self._cfg.accuracy_floor
+        if floor <= 0:
+            return
+        fade = math.exp(-max(now - self._banked_at, 0.0) / self._cfg.budget_s)
+        self._saved = max(0.0, self._saved * fade + accuracy - floor)
+        self._banked_at = now
+
+    def _burst_levels(self) -> list[QualityLevel]:
+        """Levels a frame may take when a queue spiked: those keeping the floor at the
+        planned split, and those whose shortfall the accuracy saved lately pays for."""
+        floor, cloud = self._cfg.accuracy_floor, self.profile.cloud.accuracy
+        return [lv for lv in self.profile.levels
+                if floor <= 0 or cloud * lv.accuracy >= self._need
+                or floor - cloud * lv.accuracy <= self._saved]
+
+    def _cloud_option(self, level: QualityLevel, size: int,
+                      now: float) -> tuple[QualityLevel, int, float]:
+        """``level``, the bytes a frame of ``size`` puts on the wire at it, and when its
+        result would be back (encode + wire + cloud + the path's overhead)."""
+        wire = max(1, int(size * level.bytes_ratio))
+        live = self._live
+        return level, wire, (level.encode_s + live.completion_s("cloud", wire, now)
+                             + live.overhead_s("cloud"))
 
     def _probe_due(self, size: int, now: float) -> bool:
         """Send this frame right behind the last cloud frame, so the two queue on the wire
@@ -221,6 +297,17 @@ class OffloadController:
     def offload(self) -> dict[str, float]:
         """Current cloud share per camera."""
         return dict(self._offload)
+
+    @property
+    def level(self) -> QualityLevel:
+        """The quality level of the frame last sent to the cloud (the router re-encodes
+        it): the planned level, or the burst level when a queue spiked."""
+        return self._frame_level
+
+    @property
+    def planned_level(self) -> QualityLevel:
+        """The quality level chosen by the last control step."""
+        return self._level
 
     # -- control ------------------------------------------------------------------------
     def _default_share(self) -> float:
@@ -286,21 +373,32 @@ class OffloadController:
         cloud_frame = inp.cloud.frame_s(inp.cloud.max_batch) / inp.cloud.servers * f_c
         out = [
             Halfspace(-lam * edge_s, cap - total * edge_s, "edge util"),
-            Halfspace(lam * size / inp.bandwidth_Bps, cap, "link util"),
+            Halfspace(lam * size * inp.bytes_ratio / inp.bandwidth_Bps, cap, "link util"),
             Halfspace(lam * cloud_frame, cap, "cloud util"),
         ]
+        if inp.encode_s > 0:
+            out.append(Halfspace(lam * inp.encode_s, cap, "encode util"))
         if floor > 0:
             gain = lam * (inp.cloud_accuracy - inp.edge_accuracy) / total
             out.append(Halfspace(-gain, inp.edge_accuracy - floor, "accuracy floor"))
         return out
 
-    def predict(self, offload: float | dict[str, float]) -> Prediction | None:
-        """What the model expects now for ``offload`` (one share, or one per camera)."""
+    def at_level(self, inputs: ModelInputs, level: QualityLevel) -> ModelInputs:
+        """``inputs`` with cloud frames sent at ``level``: fewer bytes on the wire, the
+        encoder's time, the level's accuracy."""
+        return dataclasses.replace(inputs, bytes_ratio=level.bytes_ratio,
+                                   encode_s=level.encode_s,
+                                   cloud_accuracy=self.profile.cloud.accuracy * level.accuracy)
+
+    def predict(self, offload: float | dict[str, float],
+                level: QualityLevel | None = None) -> Prediction | None:
+        """What the model expects now for ``offload`` (one share, or one per camera) with
+        cloud frames at ``level`` (default: the current one)."""
         now = self.clock()
         inp = self.inputs(now)
         if inp is None:
             return None
-        model = OffloadModel(inp, self._cfg.quantile)
+        model = OffloadModel(self.at_level(inp, level or self._level), self._cfg.quantile)
         return model.predict(self._vector(offload, now))
 
     def _vector(self, offload: float | dict[str, float], now_s: float) -> np.ndarray:
@@ -310,6 +408,17 @@ class OffloadController:
                     else self._cfg.warmup_offload)
             return np.array([offload.get(c, fill) for c in cams])
         return np.full(len(cams), float(offload))
+
+    def replan(self, action: Any = None) -> ControlDecision:
+        """A root cause blamed a node or the link (a ``ControlAction``): solve again now,
+        from the default split instead of the last one (the descent need not start where
+        the old conditions left it), and say why in the decision's reason."""
+        share = self._default_share()
+        self._offload = {c: share for c in self._offload}
+        why = getattr(action, "reason", "") or "re-plan asked"
+        decision = self.tick()
+        self._last = dataclasses.replace(decision, reason=f"replan ({why}): {decision.reason}")
+        return self._last
 
     def tick(self, now_s: float | None = None) -> ControlDecision:
         """Run one control step now; the router may also call this from a timer."""
@@ -328,37 +437,116 @@ class OffloadController:
             self._offload = {c: self._offload.get(c, share) for c in live.rates(now)}
             return self._record(now, t0, None, None, 0, measured,
                                 "no link samples yet: warm-up share")
-        model = OffloadModel(inp, cfg.quantile)
         cams = sorted(c for c, r in live.rates(now).items() if r > 0)
         warm = self._vector(self._offload, now)
+        models = {lv.name: OffloadModel(self.at_level(inp, lv), cfg.quantile)
+                  for lv in self.profile.levels}
+        plans = [self._plan(models[lv.name], lv, warm) for lv in self._candidates(models, warm)]
+        plan = self._choose(plans)
+        self._level = plan.level
+        self._need = self._least_cloud_accuracy(plan)
+        self._offload = dict(zip(cams, (float(v) for v in plan.x), strict=True))
+        return self._record(now, t0, plan.model, plan.x, plan.steps, measured, plan.reason)
+
+    def _candidates(self, models: dict[str, OffloadModel],
+                    warm: np.ndarray) -> list[QualityLevel]:
+        """The levels worth a full descent: the current one and the one scoring best on a
+        coarse grid (the warm start and uniform shares; points meeting every constraint
+        first; one batched model call per level)."""
+        levels = self.profile.levels
+        if len(levels) <= 2:
+            return list(levels)
+        cfg = self._cfg
+        n = len(warm)
+
+        def quick(lv: QualityLevel) -> tuple[int, float]:
+            model = models[lv.name]
+            cons = self.constraints(model, warm)
+            starts = np.array([warm] + [np.full(n, v) for v in
+                                        np.linspace(cfg.explore, 1.0, 9)])
+            p = model.predict(starts)
+            score = p.p95_s + cfg.mean_weight * p.mean_s
+            ok = np.array([violation(x, cons) < 1e-9 for x in starts])
+            return (0, float(score[ok].min())) if ok.any() else (1, float(score.min()))
+
+        others = [lv for lv in levels if lv != self._level]
+        return [self._level, min(others, key=quick)]
+
+    def _plan(self, model: OffloadModel, level: QualityLevel, warm: np.ndarray) -> _Plan:
+        """The best split at one quality level: PGD under the constraints; without the
+        accuracy floor if no stable split meets it; max throughput if none is stable."""
+        cfg = self._cfg
         cons = self.constraints(model, warm)
-        reason = "pgd"
+        reason, floor_met = "pgd", True
         if uniform_interval(cons, cfg.explore) is None:
             cons = [h for h in cons if h.name != "accuracy floor"]
-            reason = "accuracy floor infeasible; pgd without it"
+            reason, floor_met = "accuracy floor infeasible; pgd without it", False
         if uniform_interval(cons, cfg.explore) is None:
             x = self._max_throughput(model)
-            steps, reason = 0, "overload: no stable split, max throughput"
-        else:
-            def objective(X: np.ndarray) -> np.ndarray:
-                p = model.predict(X)
-                return p.p95_s + cfg.mean_weight * p.mean_s
+            p = model.predict(x)
+            worst = float(max(p.edge_util, p.link_util, p.cloud_util, p.encode_util))
+            return _Plan(level, model, x, math.inf, 0,
+                         "overload: no stable split, max throughput", False, worst)
 
-            starts = [warm, np.full(len(cams), cfg.explore), np.ones(len(cams))]
-            x, fx, steps = pgd(objective, starts, cons, lo=cfg.explore)
-            kept = project(warm, cons, lo=cfg.explore)
-            gain = float(objective(kept[None])[0]) - fx
-            if violation(kept, cons) < 1e-9 and gain < cfg.hysteresis_ms / 1000:
-                x, reason = kept, f"{reason}: gain under hysteresis, kept"
-        self._offload = dict(zip(cams, (float(v) for v in x), strict=True))
-        return self._record(now, t0, model, x, steps, measured, reason)
+        def objective(X: np.ndarray) -> np.ndarray:
+            p = model.predict(X)
+            return p.p95_s + cfg.mean_weight * p.mean_s
+
+        n = len(warm)
+        x, fx, steps = pgd(objective, [warm, np.full(n, cfg.explore), np.ones(n)], cons,
+                           lo=cfg.explore)
+        kept = project(warm, cons, lo=cfg.explore)
+        gain = float(objective(kept[None])[0]) - fx
+        if violation(kept, cons) < 1e-9 and gain < cfg.hysteresis_ms / 1000:
+            x, fx, reason = kept, fx + gain, f"{reason}: gain under hysteresis, kept"
+        p = model.predict(x)
+        worst = float(max(p.edge_util, p.link_util, p.cloud_util, p.encode_util))
+        return _Plan(level, model, x, float(fx), steps, reason, floor_met, worst)
+
+    def _choose(self, plans: list[_Plan]) -> _Plan:
+        """The lowest-scoring level among those meeting the accuracy floor (the floor is
+        dropped only where no level meets it); the current level unless another gains
+        ``hysteresis_ms``; with no stable split at any level, the least loaded one."""
+        stable = [p for p in plans if math.isfinite(p.score)]
+        if not stable:
+            return min(plans, key=lambda p: p.worst_util)
+        pool = [p for p in stable if p.floor_met] or stable
+        best = min(pool, key=lambda p: p.score)
+        cfg = self._cfg
+        if cfg.accuracy_floor > 0 and cfg.accuracy_reserve > 0:
+            # bank accuracy where it is nearly free: a level whose split also meets
+            # floor + reserve, if it scores within reserve_cost of the best
+            banked = [p for p in pool if p.score <= best.score * (1 + cfg.reserve_cost)
+                      and float(p.model.predict(p.x).accuracy)
+                      >= cfg.accuracy_floor + cfg.accuracy_reserve]
+            if banked:
+                pool = banked
+                best = min(pool, key=lambda p: p.score)
+        current = next((p for p in pool if p.level == self._level), None)
+        if current is not None and current.score - best.score < self._cfg.hysteresis_ms / 1000:
+            best = current
+        if len(plans) > 1:
+            best = dataclasses.replace(best, reason=f"{best.reason} [level {best.level.name}]")
+        return best
+
+    def _least_cloud_accuracy(self, plan: _Plan) -> float:
+        """The least accuracy a cloud frame may have for the planned split to keep the
+        accuracy floor; the planned level's own when the floor was dropped."""
+        inp, floor = plan.model.inputs, self._cfg.accuracy_floor
+        if not plan.floor_met:
+            return inp.cloud_accuracy
+        lam = np.asarray(inp.rates_fps)
+        lam_c = float(lam @ plan.x)
+        lam_e = float(lam.sum()) - lam_c
+        return (floor * (lam_e + lam_c) - lam_e * inp.edge_accuracy) / max(lam_c, 1e-9) - 1e-9
 
     def _max_throughput(self, model: OffloadModel) -> np.ndarray:
         """One share for every camera, balancing the busiest queue on each side."""
         grid = np.linspace(self._cfg.explore, 1.0, 101)
         n = len(model.inputs.rates_fps)
         p = model.predict(np.repeat(grid[:, None], n, axis=1))
-        worst = np.maximum(p.edge_util, np.maximum(p.link_util, p.cloud_util))
+        worst = np.maximum(np.maximum(p.edge_util, p.encode_util),
+                           np.maximum(p.link_util, p.cloud_util))
         return np.full(n, grid[int(np.argmin(worst))])
 
     def _record(self, now: float, t0: float, model: OffloadModel | None, x: np.ndarray | None,
@@ -374,12 +562,14 @@ class OffloadController:
             self._edge_batch = float(p.edge_batch)
             kw = dict(predicted_mean_ms=1000 * float(p.mean_s),
                       predicted_p95_ms=1000 * float(p.p95_s), edge_util=float(p.edge_util),
-                      link_util=float(p.link_util), cloud_util=float(p.cloud_util))
+                      link_util=float(p.link_util), cloud_util=float(p.cloud_util),
+                      predicted_accuracy=float(p.accuracy))
         self._last = ControlDecision(
             ts_s=now, offload_ratio=ratio, offload=dict(self._offload),
             measured_mean_ms=measured[0], measured_p95_ms=measured[1],
             deadline_ms=1000 * self._deadline_s, overrides=self._overrides, steps=steps,
-            solve_ms=(time.perf_counter() - t0) * 1000, reason=reason, **kw)
+            solve_ms=(time.perf_counter() - t0) * 1000, reason=reason,
+            level=self._level.name, **kw)
         self._overrides = 0
         log.debug("offload decision %s", self._last)
         return self._last

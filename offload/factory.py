@@ -12,6 +12,8 @@ FixedRatio(edge_ratio=0.25)
 'OffloadController'
 >>> make_link(Settings()) is None
 True
+>>> [lv.name for lv in parse_levels("s0.5q50:0.5:50:0.156:0.889:1.8")]
+['full', 's0.5q50']
 """
 
 from __future__ import annotations
@@ -27,11 +29,29 @@ from autosteer.offload.baselines import (
 from autosteer.offload.controller import ControlConfig, OffloadController
 from autosteer.offload.link import EmulatedLink
 from autosteer.offload.policy import FixedRatio, OffloadPolicy
-from autosteer.offload.profiles import SystemProfile, TierProfile
+from autosteer.offload.profiles import FULL, QualityLevel, SystemProfile, TierProfile
 from autosteer.settings import Settings
 
 POLICIES = ("controller", "fixed", "edge-only", "cloud-only", "deepdecision", "fastva",
             "hill-climbing", "jsec")
+
+
+def parse_levels(spec: str) -> tuple[QualityLevel, ...]:
+    """FULL, then the levels of ``AUTOSTEER_OFFLOAD_LEVELS``: comma-separated
+    ``name:scale:jpeg_quality:bytes_ratio:accuracy:encode_ms`` (as measured by
+    ``bench/offload.py --measure``)."""
+    out = [FULL]
+    for item in filter(None, (p.strip() for p in spec.split(","))):
+        parts = item.split(":")
+        try:
+            name, scale, quality, ratio, acc, enc_ms = parts
+            out.append(QualityLevel(name, float(scale), int(quality), float(ratio), float(acc),
+                                    float(enc_ms) / 1000))
+        except ValueError as exc:
+            raise ValueError(f"AUTOSTEER_OFFLOAD_LEVELS entry {item!r}: {exc}; write "
+                             "name:scale:jpeg_quality:bytes_ratio:accuracy:encode_ms, e.g. "
+                             "s0.5q50:0.5:50:0.156:0.889:1.8") from None
+    return tuple(out)
 
 
 def system_profile(s: Settings) -> SystemProfile:
@@ -40,7 +60,8 @@ def system_profile(s: Settings) -> SystemProfile:
     batch = max(1, s.batch_size)
     return SystemProfile(
         edge=TierProfile(tuple(edge * n for n in range(1, batch + 1)), 1, s.edge_accuracy),
-        cloud=TierProfile(tuple(cloud * n for n in range(1, batch + 1)), 1, 1.0))
+        cloud=TierProfile(tuple(cloud * n for n in range(1, batch + 1)), 1, 1.0),
+        levels=parse_levels(s.offload_levels))
 
 
 def make_policy(s: Settings) -> OffloadPolicy:

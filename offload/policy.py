@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from autosteer.offload.profiles import FULL, QualityLevel
+
 Tier = Literal["edge", "cloud"]
 
 
@@ -63,6 +65,17 @@ class OffloadPolicy(Protocol):
     def decide(self, frame: FrameMeta) -> Tier: ...
 
     def learn(self, obs: Observation) -> None: ...
+
+
+def cloud_level(policy: object) -> QualityLevel:
+    """The quality level ``policy`` chose for the frame it just sent to the cloud
+    (:data:`~autosteer.offload.profiles.FULL` for policies without the knob).
+
+    >>> cloud_level(FixedRatio(0.5)).name
+    'full'
+    """
+    level = getattr(policy, "level", None)
+    return level if isinstance(level, QualityLevel) else FULL
 
 
 class FixedRatio:

@@ -8,6 +8,15 @@ telemetry then scales it (a slower edge box shows up as longer ``infer_ms``).
 (0.056, 17.75)
 >>> round(cloud.capacity_fps, 1)
 112.7
+
+Frames bound for the cloud may be re-encoded smaller first (:class:`QualityLevel`): less
+wire time, a measured accuracy cost, some CPU on the edge box.
+
+>>> half = QualityLevel("s0.5q50", scale=0.5, jpeg_quality=50, bytes_ratio=0.157,
+...                     accuracy=0.904, encode_s=0.0038)
+>>> prof = SystemProfile(TierProfile((0.040,), accuracy=0.9), cloud, levels=(FULL, half))
+>>> prof.level("s0.5q50").bytes_ratio, prof.levels[0].name
+(0.157, 'full')
 """
 
 from __future__ import annotations
@@ -57,11 +66,62 @@ class TierProfile:
 
 
 @dataclass(frozen=True)
+class QualityLevel:
+    """One way to send a frame to the cloud: downscaled by ``scale`` and JPEG-encoded at
+    ``jpeg_quality`` (None: the bytes as captured), measured offline on sample frames.
+
+    - ``bytes_ratio``: bytes on the wire over the frame's bytes as captured (mean).
+    - ``accuracy``: agreement of the cloud detector on the re-encoded frame with its own
+      boxes on the original (F1 of a same-label IoU >= 0.5 match; 1.0 for ``full``).
+    - ``encode_s``: seconds of decode + resize + encode on the edge box, per frame."""
+
+    name: str
+    scale: float = 1.0
+    jpeg_quality: int | None = None
+    bytes_ratio: float = 1.0
+    accuracy: float = 1.0
+    encode_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.scale <= 1.0 or not 0.0 < self.bytes_ratio <= 1.0:
+            raise ValueError(f"level {self.name!r}: scale and bytes_ratio must be within "
+                             f"(0, 1]; got {self.scale} and {self.bytes_ratio}")
+        if not 0.0 <= self.accuracy <= 1.0 or self.encode_s < 0:
+            raise ValueError(f"level {self.name!r}: accuracy must be within [0, 1] and "
+                             f"encode_s >= 0; got {self.accuracy} and {self.encode_s}")
+
+    @property
+    def is_full(self) -> bool:
+        """Sent as captured: nothing to re-encode."""
+        return self.scale == 1.0 and self.jpeg_quality is None
+
+
+FULL = QualityLevel("full")
+
+
+@dataclass(frozen=True)
 class SystemProfile:
-    """The two tiers every policy is given, identically."""
+    """The two tiers every policy is given, identically, and the quality levels a cloud
+    frame may be sent at (``levels[0]`` is :data:`FULL`; the only one by default)."""
 
     edge: TierProfile
     cloud: TierProfile
+    levels: tuple[QualityLevel, ...] = (FULL,)
+
+    def __post_init__(self) -> None:
+        if not self.levels or not self.levels[0].is_full:
+            raise ValueError("levels must start with FULL (frames sent as captured); got "
+                             f"{[lv.name for lv in self.levels]}")
+        names = [lv.name for lv in self.levels]
+        if len(set(names)) != len(names):
+            raise ValueError(f"quality level names must be unique; got {names}")
+
+    def level(self, name: str) -> QualityLevel:
+        for lv in self.levels:
+            if lv.name == name:
+                return lv
+        raise ValueError(f"no quality level {name!r}; the profile has "
+                         f"{', '.join(lv.name for lv in self.levels)}")
 
     def tier(self, name: str) -> TierProfile:
         if name not in ("edge", "cloud"):

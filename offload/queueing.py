@@ -150,7 +150,11 @@ class ModelInputs:
       queues (capture -> router, the hop to the edge detector), added to the latency.
     - ``edge_slowdown``, ``cloud_slowdown``: when both tiers share cores, each one's
       service time is its time alone x (1 + slowdown x the frames/s the other tier
-      finishes); ``edge_s`` and ``cloud`` are then the times alone. 0 = separate boxes."""
+      finishes); ``edge_s`` and ``cloud`` are then the times alone. 0 = separate boxes.
+    - ``bytes_ratio``, ``encode_s``: cloud frames are re-encoded before the uplink (a
+      :class:`~autosteer.offload.profiles.QualityLevel`): ``sizes_bytes`` x ``bytes_ratio``
+      go on the wire, after ``encode_s`` seconds in a FIFO encoder of their own on the edge
+      box. ``cloud_accuracy`` is then the level's accuracy."""
 
     rates_fps: tuple[float, ...]
     sizes_bytes: tuple[float, ...]
@@ -169,6 +173,8 @@ class ModelInputs:
     cloud_overhead_s: float = 0.0
     edge_slowdown: float = 0.0
     cloud_slowdown: float = 0.0
+    bytes_ratio: float = 1.0
+    encode_s: float = 0.0
 
     def __post_init__(self) -> None:
         if len(self.rates_fps) != len(self.sizes_bytes) or not self.rates_fps:
@@ -183,6 +189,9 @@ class ModelInputs:
                              f"{self.edge_batch}, {self.edge_overhead_s}, "
                              f"{self.cloud_overhead_s}, {self.edge_slowdown}, "
                              f"{self.cloud_slowdown}")
+        if not 0.0 < self.bytes_ratio <= 1.0 or self.encode_s < 0:
+            raise ValueError(f"bytes_ratio must be within (0, 1] and encode_s >= 0; got "
+                             f"{self.bytes_ratio} and {self.encode_s}")
 
 
 @dataclass(frozen=True)
@@ -200,11 +209,13 @@ class Prediction:
     accuracy: np.ndarray
     cloud_batch: np.ndarray
     edge_batch: np.ndarray
+    encode_util: np.ndarray
 
     @property
     def stable(self) -> np.ndarray:
         """True where every queue is below utilization 1."""
-        return (self.edge_util < 1) & (self.link_util < 1) & (self.cloud_util < 1)
+        return ((self.edge_util < 1) & (self.link_util < 1) & (self.cloud_util < 1)
+                & (self.encode_util < 1))
 
 
 class OffloadModel:
@@ -232,7 +243,8 @@ class OffloadModel:
         """Edge frames/s, cloud frames/s and uplink bytes/s for rows of ``x``."""
         x = np.atleast_2d(x)
         lam_c = x @ self._rates
-        return self._rates.sum() - lam_c, lam_c, x @ (self._rates * self._sizes)
+        return (self._rates.sum() - lam_c, lam_c,
+                x @ (self._rates * self._sizes) * self.inputs.bytes_ratio)
 
     def _rows(self, x: np.ndarray | float) -> np.ndarray:
         x_arr = np.asarray(x, dtype=float)
@@ -279,8 +291,14 @@ class OffloadModel:
         w_e = gg1_wait(rho_e, ca2, inp.edge_scv, b_e)
         t_e = w_e + b_e + inp.edge_overhead_s
 
-        # uplink: G/G/1, service = size / bandwidth
-        size_c = np.where(lam_c > 0, bytes_c / np.maximum(lam_c, 1e-12), self._sizes.mean())
+        # re-encoding (quality level): a FIFO encoder of its own before the wire
+        s_x = inp.encode_s
+        rho_x = lam_c * s_x
+        w_x = gg1_wait(rho_x, ca2, 0.01, s_x) if s_x > 0 else np.zeros_like(lam_c)
+
+        # uplink: G/G/1, service = size on the wire / bandwidth
+        size_c = np.where(lam_c > 0, bytes_c / np.maximum(lam_c, 1e-12),
+                          self._sizes.mean() * inp.bytes_ratio)
         s_l = size_c / inp.bandwidth_Bps
         rho_l = lam_c * s_l
         w_l = gg1_wait(rho_l, ca2, inp.size_scv, s_l)
@@ -297,27 +315,30 @@ class OffloadModel:
         b = np.interp(n, self._batch_n, self._batch_s) * f_c
         rho_c = lam_c / n * b / k
         w_c = ggk_wait(k, rho_c, cloud_ca2, inp.cloud.scv, b)
-        t_c = w_l + s_l + 2 * inp.delay_s + w_c + b + inp.cloud_overhead_s
+        t_c = w_x + s_x + w_l + s_l + 2 * inp.delay_s + w_c + b + inp.cloud_overhead_s
 
         share_c = lam_c / total
         mean = (1 - share_c) * t_e + share_c * t_c
 
         # tails: each path is base + Gaussian noise + (wait > 0 with prob p) exponential
         p_e = np.clip(rho_e, 1e-6, 0.999)
-        p_c = np.clip(1 - (1 - np.clip(rho_l, 0, 1)) * (1 - erlang_c(k, rho_c * k)), 1e-6, 0.999)
+        p_c = np.clip(1 - (1 - np.clip(rho_x, 0, 1)) * (1 - np.clip(rho_l, 0, 1))
+                      * (1 - erlang_c(k, rho_c * k)), 1e-6, 0.999)
         sig_e = np.sqrt(inp.edge_scv) * b_e
         sig_c = np.sqrt(inp.size_scv * s_l ** 2 + 2 * inp.jitter_s ** 2 + inp.cloud.scv * b ** 2)
         p95 = mixture_quantile(
             self.quantile, np.stack([1 - share_c, share_c]),
             np.stack([b_e + inp.edge_overhead_s,
-                      s_l + 2 * inp.delay_s + b + inp.cloud_overhead_s]),
+                      s_x + s_l + 2 * inp.delay_s + b + inp.cloud_overhead_s]),
             np.stack([sig_e, sig_c]), np.stack([p_e, p_c]),
-            np.stack([w_e / p_e, (w_l + w_c) / p_c]))
+            np.stack([w_e / p_e, (w_x + w_l + w_c) / p_c]))
 
         cap_c = np.minimum(inp.bandwidth_Bps / size_c, inp.cloud.capacity_fps / f_c)
+        if s_x > 0:
+            cap_c = np.minimum(cap_c, 1.0 / s_x)
         thr = np.minimum(lam_e, 1.0 / s_e) + np.minimum(lam_c, cap_c)
         acc = (lam_e * inp.edge_accuracy + lam_c * inp.cloud_accuracy) / total
-        out = Prediction(mean, p95, t_e, t_c, rho_e, rho_l, rho_c, thr, acc, n, n_e)
+        out = Prediction(mean, p95, t_e, t_c, rho_e, rho_l, rho_c, thr, acc, n, n_e, rho_x)
         if single:
             out = Prediction(*(np.asarray(v)[0] for v in vars(out).values()))
         return out

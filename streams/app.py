@@ -158,6 +158,7 @@ class Pipeline:
         self.watcher: Any = None
         self._admin: Any = None  # confluent AdminClient of the topic check, made on first use
         self._shadow_credit = 0.0
+        self.shadow_boost: dict[str, float] = {}  # camera -> until (epoch s): teacher frames
         self._shadowed: dict[tuple[str, int], float] = {}  # shadow frames awaiting a pair
         self._pairs: dict[tuple[str, int], dict[str, Any]] = {}
         self._detectors = detectors or {}
@@ -181,7 +182,7 @@ class Pipeline:
                          self.names.telemetry_nodes, self.names.offload_decisions,
                          self.names.shadow, self.names.quality, self.names.anomalies,
                          self.names.rootcauses, self.names.retrain_requests,
-                         self.names.models_updates)
+                         self.names.models_updates, self.names.control_actions)
         }
         self._register_agents()
         from autosteer.streams.web import register_pages
@@ -202,6 +203,11 @@ class Pipeline:
             from autosteer.streams.control import ControlPlane
 
             self.control = ControlPlane(self)
+        self.follower: Any = None
+        if "router" in self.roles:
+            from autosteer.streams.control import ActionFollower
+
+            self.follower = ActionFollower(self)
         register_pages(self)
 
     # --- app -------------------------------------------------------------------------
@@ -353,7 +359,7 @@ class Pipeline:
                 e = by_pos[(r.item.partition, r.item.offset)]
                 send = functools.partial(
                     out[r.tier].send, key=r.item.key or r.frame.camera.encode(),
-                    value=r.item.value,
+                    value=r.value,
                     headers=[(H.ROUTED_MS, ts), (H.TIER, r.tier.encode()),
                              (H.PRODUCED_MS, str(r.item.produced_ms).encode())])
                 self.counters.routed[r.tier] += 1
@@ -361,12 +367,12 @@ class Pipeline:
                     # the emulated WAN: the frame reaches the cloud topic after its transit;
                     # the message is held (not committed) until then
                     e.message.incref()
-                    delay = self.link.transit_s(len(r.item.value or b""), now / 1000)
+                    delay = self.link.transit_s(len(r.value or b""), now / 1000)
                     loop.call_later(delay, lambda s=send, ev=e: asyncio.ensure_future(
                         self._send_then_ack(s, ev)))
                 else:
                     self._watch(await send())
-                if r.tier == "edge" and self._shadow_due():
+                if r.tier == "edge" and self._shadow_due(r.frame.camera):
                     # also to the cloud, marked: its answer measures the edge's agreement
                     self._shadowed[(r.frame.camera, r.frame.seq)] = time.time()
                     self._watch(await out["cloud"].send(
@@ -375,9 +381,15 @@ class Pipeline:
                                  (H.PRODUCED_MS, str(r.item.produced_ms).encode())]))
             await self.dead_letter(rejected)
 
-    def _shadow_due(self) -> bool:
-        """Every 1/shadow_rate-th edge frame (a deficit counter, not a coin flip)."""
-        self._shadow_credit += self.settings.shadow_rate
+    def _shadow_due(self, camera: str) -> bool:
+        """Every 1/shadow_rate-th edge frame (a deficit counter, not a coin flip); every
+        1/retrain_shadow_rate-th of a camera whose retrain request collects teacher frames."""
+        until = self.shadow_boost.get(camera)
+        boosted = until is not None and time.time() < until
+        if until is not None and not boosted:
+            self.shadow_boost.pop(camera, None)
+        self._shadow_credit += (self.settings.retrain_shadow_rate if boosted
+                                else self.settings.shadow_rate)
         if self._shadow_credit >= 1.0:
             self._shadow_credit -= 1.0
             return True
@@ -402,7 +414,8 @@ class Pipeline:
             predicted_mean_ms=num(d.predicted_mean_ms), predicted_p95_ms=num(d.predicted_p95_ms),
             measured_mean_ms=num(d.measured_mean_ms), measured_p95_ms=num(d.measured_p95_ms),
             edge_util=num(d.edge_util), link_util=num(d.link_util), cloud_util=num(d.cloud_util),
-            reason=d.reason)
+            reason=d.reason, level=getattr(d, "level", "full"),
+            predicted_accuracy=num(getattr(d, "predicted_accuracy", None)))
         self.decisions.append(rec)
         self._watch(await self.topics[self.names.offload_decisions].send(
             key=self.settings.node.encode(), value=rec.dumps()))

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
-from autosteer.errors import AutosteerError, RecordError
-from autosteer.offload.policy import FrameMeta, Observation, OffloadPolicy, Tier
+from autosteer.errors import AutosteerError, DecodeError, RecordError
+from autosteer.offload.policy import FrameMeta, Observation, OffloadPolicy, Tier, cloud_level
 from autosteer.processors.decode import decode_jpeg
 from autosteer.processors.detector import Detector
+from autosteer.processors.reencode import reencode
 from autosteer.telemetry.schema import Table
 from autosteer.telemetry.sink import Position
 from autosteer.telemetry.window import Sample
@@ -64,10 +65,17 @@ class Routed:
     item: Incoming
     tier: Tier
     frame: FrameRecord
+    payload: bytes | None = None  # the record re-encoded at the policy's quality level
+
+    @property
+    def value(self) -> bytes | None:
+        """The bytes to produce to the tier topic (re-encoded for the cloud, or as read)."""
+        return self.item.value if self.payload is None else self.payload
 
 
 def route(items: Sequence[Incoming], policy: OffloadPolicy) -> tuple[list[Routed], list[Rejected]]:
-    """Validate each frame and let ``policy`` pick its tier."""
+    """Validate each frame and let ``policy`` pick its tier; a frame for the cloud is
+    re-encoded at the quality level the policy chose for it (:func:`cloud_level`)."""
     routed, rejected = [], []
     for it in items:
         try:
@@ -79,7 +87,18 @@ def route(items: Sequence[Incoming], policy: OffloadPolicy) -> tuple[list[Routed
             rejected.append(Rejected(it, exc))
             continue
         tier = policy.decide(FrameMeta(frame.camera, frame.seq, frame.ts_ms, len(it.value or b"")))
-        routed.append(Routed(it, tier, frame))
+        payload = None
+        level = cloud_level(policy) if tier == "cloud" else None
+        if level is not None and not level.is_full:
+            try:
+                jpeg = reencode(frame.jpeg, scale=level.scale, quality=level.jpeg_quality)
+                size = {k: round(v * level.scale) for k, v in
+                        (("width", frame.width), ("height", frame.height)) if v}
+                frame = frame.model_copy(update={"jpeg": jpeg, **size})
+                payload = frame.dumps()
+            except DecodeError:
+                pass  # not an image: the cloud detector rejects it to the dead letters
+        routed.append(Routed(it, tier, frame, payload))
     return routed, rejected
 
 

@@ -258,3 +258,20 @@ def test_pipeline_overheads_come_from_the_latency_fields() -> None:
     assert live.overhead_s("edge") == pytest.approx(0.012 + live.hop_s, rel=0.05)
     assert live.overhead_s("cloud") == pytest.approx(0.012, rel=0.05)
     assert live.finished("edge", 6.4) == pytest.approx(10.0, rel=0.1)
+
+
+def test_replan_solves_again_from_the_default_split_and_says_why() -> None:
+    """A root cause's replan action: one control step now, not warm-started from the
+    split the old conditions left, with the cause in the decision's reason."""
+    from autosteer.rootcause.actions import ControlAction
+
+    w = World()
+    w.run(20.0)
+    before = w.ctl.last_decision()
+    action = ControlAction(anomaly_id="a", kind="replan", cause_type="link_degradation",
+                           reason="node=cloud-1 queue_ms 20 -> 300")
+    d = w.ctl.replan(action)
+    assert d is w.ctl.last_decision() and d is not before
+    assert d.reason.startswith("replan (node=cloud-1 queue_ms 20 -> 300): pgd")
+    assert set(d.offload) == set(before.offload)
+    assert abs(d.offload_ratio - before.offload_ratio) < 0.15  # same conditions, same answer

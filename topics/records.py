@@ -262,6 +262,10 @@ class OffloadDecision(Record):
     link_util: float | None = None
     cloud_util: float | None = None
     reason: str = ""
+    level: str = Field("full", description="quality level cloud frames are re-encoded at "
+                       "(full = as captured)")
+    predicted_accuracy: float | None = Field(None, description="expected agreement with the "
+                                             "cloud model on the original frames")
 
 
 class NodeRecord(Record):
