@@ -745,17 +745,21 @@ def run_real(base: Settings, policy: str, frames: list[Frame], jpegs: list[bytes
     log = workdir / f"worker-{policy}.log"
     load_before = os.getloadavg()[0]
     started = time.monotonic()
-    collector = Collector(s)
-    collector.start()
     worker = WorkerProcess(s, log, loglevel="warning")
+    collector: Collector | None = None
     try:
         worker.start()  # creates the fresh topics first
+        # subscribe once the topics exist: a consumer subscribed to a missing topic may not
+        # look for it again for minutes (seen here from the second worker on a broker on)
+        collector = Collector(s)
+        collector.start()
         wait_ready(s, collector, jpegs[0])
         startup = time.monotonic() - started
         t0, ended = replay(s, frames, jpegs, collector, drain_s)
     finally:
         worker.stop(timeout_s=20)
-        collector.stop()
+        if collector is not None:
+            collector.stop()
     done = {(d.camera, d.seq): (d.tier, d.latency.total_ms, d.ts_ms / 1000 - t0
                                 + d.latency.total_ms / 1000)
             for d in collector.detections if d.camera != "probe"}
