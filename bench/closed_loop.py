@@ -73,18 +73,8 @@ def main() -> None:
             prod.produce(names.cameras, key=b"cam1", value=CameraCommand(
                 action="start", camera="cam1", url=rtsp.url, max_fps=5).dumps())
             prod.flush(10)
-            while True:
-                now = watch.now()
-                if watch.drift_at is None and now >= day_s:
-                    rtsp.night()
-                    watch.mark("night falls")
-                    print(f"t={now:.0f}s night falls", flush=True)
-                if watch.drift_at is not None and (now - watch.drift_at > night_max_s or (
-                        watch.promoted_at is not None and now - watch.promoted_at > 30)):
-                    break
-                line = watch.poll(0.2)
-                if line:
-                    print(line, flush=True)
+            watch.follow(rtsp.night, day_s, night_max_s, settle_s=30.0,
+                         echo=lambda line: print(line, flush=True))
             with urllib.request.urlopen(f"http://127.0.0.1:{s.web_port}/status", timeout=5) as r:
                 sent = int(json.load(r)["cameras"]["cam1"]["frames_sent"])
             prod.produce(names.cameras, key=b"cam1",

@@ -8,7 +8,8 @@ validated ModelUpdate, or a reasoned refusal.
 3. Candidates, each with its threshold calibrated on the training frames
    (:func:`~autosteer.retrain.calibrate.calibrate_threshold`): the serving weights, and
    (unless ``requantize=False``) the FP32 model re-quantized to INT8 on the training
-   frames, its first ``fp32_head`` Conv layers (the stem) kept in FP32. The one with the best training F1 wins (the serving weights on a tie).
+   frames, its first ``fp32_head`` Conv layers (the stem) kept in FP32. The one with the
+   best training F1 wins (the serving weights on a tie).
 4. Validate on the held-out frames: the candidate's agreement with the teacher against
    the serving version at its serving threshold. Publish to the registry only when the
    candidate is better by ``margin``; the update applies to the request's camera.

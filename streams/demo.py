@@ -133,25 +133,9 @@ def _drift(s: Settings, stack: LocalStack, day_s: float, night_max_s: float = 18
         action="start", camera="cam1", url=stack.rtsp.url, max_fps=5).dumps())
     prod.flush(10)
     click.echo(f"== closed loop on {stack.rtsp.url}: {day_s:.0f}s of day, then night falls")
-    last = 0.0
     try:
-        while True:
-            now = watch.now()
-            if watch.drift_at is None and now >= day_s:
-                stack.rtsp.night()
-                watch.mark("night falls")
-                click.echo(f"t={now:.0f}s night falls (contrast x0.12)")
-            if watch.drift_at is not None and (now - watch.drift_at > night_max_s or (
-                    watch.promoted_at is not None and now - watch.promoted_at > 20)):
-                break
-            line = watch.poll(0.2)
-            if line:
-                click.echo(line)
-            if now - last >= 5.0:
-                last = now
-                a = watch.agreement(now - 10.0)
-                click.echo(f"t={now:.0f}s edge/cloud agreement (last 10 s): "
-                           f"{'-' if a is None else f'{a:.3f}'}  frames {len(watch.seen)}")
+        watch.follow(stack.rtsp.night, day_s, night_max_s, settle_s=20.0, echo=click.echo,
+                     progress_s=5.0)
     finally:
         stack.rtsp.night(False)
         prod.produce(names.cameras, key=b"cam1",

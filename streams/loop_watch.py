@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from autosteer.retrain.records import ModelUpdate, RetrainRequest
@@ -96,6 +97,30 @@ class LoopWatch:
             metrics = {k: round(v, 3) for k, v in up.metrics.items() if "agreement" in k}
             return f"t={now:.0f}s model {up.model}@{up.version}: {what} {metrics}"
         return None
+
+    def follow(self, night: Callable[[], None], day_s: float, night_max_s: float,
+               settle_s: float, echo: Callable[[str], None], progress_s: float = 0.0) -> None:
+        """Run the experiment: at ``day_s`` call ``night`` (the drift) and mark it; echo
+        the loop's events (and, every ``progress_s`` if > 0, the last 10 s's agreement);
+        return ``settle_s`` after a promotion, or ``night_max_s`` after the drift."""
+        last = 0.0
+        while True:
+            now = self.now()
+            if self.drift_at is None and now >= day_s:
+                night()
+                self.mark("night falls")
+                echo(f"t={now:.0f}s night falls (contrast x0.12)")
+            if self.drift_at is not None and (now - self.drift_at > night_max_s or (
+                    self.promoted_at is not None and now - self.promoted_at > settle_s)):
+                return
+            line = self.poll(0.2)
+            if line:
+                echo(line)
+            if progress_s > 0 and now - last >= progress_s:
+                last = now
+                a = self.agreement(now - 10.0)
+                echo(f"t={now:.0f}s edge/cloud agreement (last 10 s): "
+                     f"{'-' if a is None else f'{a:.3f}'}  frames {len(self.seen)}")
 
     def agreement(self, since_s: float, until_s: float | None = None) -> float | None:
         """Mean agreement of the pairs seen in ``[since_s, until_s)``."""
