@@ -95,6 +95,7 @@ from autosteer.offload import (
     ShortestCompletion,
     SystemProfile,
     TierProfile,
+    cloud_copy,
     cloud_level,
 )
 from autosteer.settings import Settings
@@ -234,6 +235,12 @@ class Frame:
     size: int
 
 
+@dataclass(frozen=True)
+class Copy(Frame):
+    """A copy of an edge frame that the policy also sent to the cloud (``cloud_copy``):
+    it loads the link and the cloud, its result only goes back to the policy."""
+
+
 def trace(load: str, duration_s: float, seed: int,
           loads: dict[str, tuple] = LOADS) -> list[Frame]:
     """Periodic cameras (random phase, 2 ms capture jitter) plus backlog chunks (busy)."""
@@ -275,6 +282,7 @@ class Run:
     done: list = field(default_factory=list)  # (t_back, e2e_s) for every frame
     accuracy: list = field(default_factory=list)  # per scored frame: its tier's / level's
     levels: Counter = field(default_factory=Counter)  # cloud frames per quality level
+    copies: int = 0  # edge frames also sent to the cloud to measure it (scored window)
 
 
 class Sim:
@@ -287,7 +295,7 @@ class Sim:
         self.policy = policy_factory(lambda: self.now)
         self.frames = frames
         self.link = EmulatedLink(link[0], link[1], link[2], seed=seed + 1)
-        self.rng = random.Random(seed + 2)
+        self.seed = seed
         self.duration_s = duration_s
         self.steps = steps
         self.edge_factor = 1.0
@@ -300,9 +308,13 @@ class Sim:
         self._n += 1
         heapq.heappush(self._events, (t, self._n, kind, data))
 
-    def _noise(self, cv: float) -> float:
+    def _noise(self, cv: float, *key: object) -> float:
+        """Lognormal service-time noise, mean 1. Keyed by what is served (common random
+        numbers): the same frame takes the same time under every policy, so policies are
+        compared on the same draws, not on the order in which they consumed a stream."""
         s = math.sqrt(math.log(1 + cv * cv))
-        return self.rng.lognormvariate(-s * s / 2, s)
+        rng = random.Random(zlib.crc32("/".join(map(str, (self.seed,) + key)).encode()))
+        return rng.lognormvariate(-s * s / 2, s)
 
     def run(self, drain_s: float = 20.0) -> Run:
         for f in self.frames:
@@ -313,7 +325,8 @@ class Sim:
         edge_busy = False
         cloud_q: deque = deque()
         cloud_free = CLOUD_SERVERS
-        routed: dict[tuple[str, int], tuple[str, float, float]] = {}  # tier, link, arrived
+        routed: dict[tuple[str, int, bool], tuple[str, float, float]] = {}  # tier, link, arrived
+        copies = 0
         result: dict[tuple[str, int], float] = {}
         tiers: dict[tuple[str, int], str] = {}
         accuracy: dict[tuple[str, int], float] = {}
@@ -333,7 +346,7 @@ class Sim:
             nonlocal edge_busy
             f = edge_q.popleft()
             edge_busy = True
-            s = self.edge_s * self.edge_factor * self._noise(EDGE_CV)
+            s = self.edge_s * self.edge_factor * self._noise(EDGE_CV, "edge", f.camera, f.seq)
             self._at(self.now + s, "edge_done", (f, self.now, s))
 
         def start_cloud() -> None:
@@ -341,7 +354,8 @@ class Sim:
             n = min(len(cloud_q), len(self.cloud_batch_s))
             batch = [cloud_q.popleft() for _ in range(n)]
             cloud_free -= 1
-            s = self.cloud_batch_s[n - 1] * self._noise(CLOUD_CV)
+            s = self.cloud_batch_s[n - 1] * self._noise(CLOUD_CV, "cloud", batch[0].camera,
+                                                           batch[0].seq, n)
             self._at(self.now + s, "cloud_done", (batch, self.now, s))
 
         while self._events:
@@ -366,10 +380,16 @@ class Sim:
                 tiers[(f.camera, f.seq)] = tier
                 if tier == "edge":
                     accuracy[(f.camera, f.seq)] = ACCURACY["edge"]
-                    routed[(f.camera, f.seq)] = ("edge", 0.0, t)
+                    routed[(f.camera, f.seq, False)] = ("edge", 0.0, t)
                     edge_q.append(f)
                     if not edge_busy:
                         start_edge()
+                    if cloud_copy(policy):  # sent as captured, right away
+                        copies += WARMUP_S <= f.t <= self.duration_s
+                        c = Copy(f.camera, f.seq, f.t, f.size)
+                        transit = self.link.transit_s(f.size, t)
+                        routed[(f.camera, f.seq, True)] = ("cloud", transit, t + transit)
+                        self._at(t + transit, "cloud_arrive", c)
                 else:
                     lv = cloud_level(policy)
                     levels[lv.name] += WARMUP_S <= f.t <= self.duration_s
@@ -377,11 +397,11 @@ class Sim:
                     handover = t
                     if not lv.is_full:  # re-encoded on the edge box before the wire
                         encoder_free = (max(t, encoder_free)
-                                        + lv.encode_s * self._noise(EDGE_CV))
+                                        + lv.encode_s * self._noise(EDGE_CV, "encode", f.camera, f.seq))
                         handover = encoder_free
                     transit = self.link.transit_s(max(1, int(f.size * lv.bytes_ratio)),
                                                   handover)
-                    routed[(f.camera, f.seq)] = ("cloud", transit, handover + transit)
+                    routed[(f.camera, f.seq, False)] = ("cloud", transit, handover + transit)
                     self._at(handover + transit, "cloud_arrive", f)
             elif kind == "cloud_arrive":
                 cloud_q.append(data)
@@ -392,16 +412,19 @@ class Sim:
                 batch = batch if isinstance(batch, list) else [batch]
                 tier = "edge" if kind == "edge_done" else "cloud"
                 for f in batch:
-                    _, transit, arrived = routed.pop((f.camera, f.seq))
+                    is_copy = isinstance(f, Copy)
+                    _, transit, arrived = routed.pop((f.camera, f.seq, is_copy))
                     back = t if tier == "edge" else t + self.link.delay_s + self.link.jitter()
                     ts = round(f.t * 1000) / 1000
-                    obs = Observation(
-                        camera=f.camera, tier=tier, total_ms=(t - ts) * 1000,
+                    obs = Observation(  # total_ms: until the result is back at the edge
+                        camera=f.camera, tier=tier, total_ms=(back - ts) * 1000,
                         infer_ms=s / len(batch) * 1000,
                         queue_ms=(started - arrived) * 1000,
                         seq=f.seq, ts_ms=int(round(f.t * 1000)),
-                        link_ms=transit * 1000 if tier == "cloud" else 0.0)
+                        link_ms=transit * 1000 if tier == "cloud" else 0.0, copy=is_copy)
                     self._at(back + FEEDBACK_S, "observe", obs)
+                    if is_copy:
+                        continue
                     result[(f.camera, f.seq)] = back - f.t
                     done_log.append((back, back - f.t))
                     if WARMUP_S <= f.t and WARMUP_S <= t <= self.duration_s:
@@ -429,7 +452,8 @@ class Sim:
                    served_in_window / (self.duration_s - WARMUP_S),
                    t_dec / max(n_dec, 1) * 1e6, t_learn / max(n_learn, 1) * 1e6,
                    float(np.median(dec_times)) * 1e6 if dec_times else 0.0, decisions, done_log,
-                   [accuracy.get((f.camera, f.seq), ACCURACY["edge"]) for f in scored], levels)
+                   [accuracy.get((f.camera, f.seq), ACCURACY["edge"]) for f in scored], levels,
+                   copies)
 
 
 # -- policies -------------------------------------------------------------------------------
@@ -532,55 +556,120 @@ def p95_series(run: Run, duration_s: float, bin_s: float = 1.0) -> list[tuple[fl
             for k, v in sorted(bins.items())]
 
 
-def write_svg(path: Path, tests: list[dict]) -> None:
-    """A dependency-free SVG: per step test, p95 per second (ours, JSEC) and our ratio."""
-    w, ph, pad = 760, 170, 48
-    parts = []
-    y0 = 10
+@dataclass(frozen=True)
+class Panel:
+    """One chart of the step-test figure: lines over run time, the step marked."""
+
+    title: str
+    xmax: float
+    ymax: float
+    t_mark: float
+    series: list  # (label, "#rrggbb", [(t, value), ...])
+
+
+PANEL_W, PANEL_H, PANEL_PAD = 760, 170, 48
+
+
+def step_panels(tests: list[dict]) -> list[Panel]:
+    """Per step test: p95 per second (ours, JSEC), then our offload ratio per tick."""
+    panels = []
     for st in tests:
         dur = st["duration"]
         lat = {"ours": p95_series(st["ours"], dur), "jsec": p95_series(st["jsec"], dur)}
         ymax = max(v for s in lat.values() for _, v in s) * 1.1
-        title = (f"{'RTT' if st['what'] == 'delay' else 'edge service'} x{st['factor']:g} "
-                 f"at t={st['t_step']:.0f}s: p95 latency per second (ms)")
-        parts.append(_panel(y0, w, ph, pad, dur, ymax, title, st["t_step"],
-                            [("ours", "#d62728", lat["ours"]), ("JSEC", "#7f7f7f", lat["jsec"])]))
-        y0 += ph + 30
-        title = (f"our offload ratio per control interval (settles in "
-                 f"{st['settle_intervals']} intervals)")
-        parts.append(_panel(y0, w, ph, pad, dur, 1.0, title, st["t_step"],
-                            [("ratio", "#1f77b4", st["ticks"])]))
-        y0 += ph + 40
-    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{y0}" '
-           f'font-family="sans-serif" font-size="11">\n<rect width="100%" height="100%" '
-           f'fill="white"/>\n' + "\n".join(parts) + "\n</svg>\n")
+        panels.append(Panel(
+            f"{'RTT' if st['what'] == 'delay' else 'edge service'} x{st['factor']:g} at "
+            f"t={st['t_step']:.0f}s: p95 latency per second (ms)", dur, ymax, st["t_step"],
+            [("ours", "#d62728", lat["ours"]), ("JSEC", "#7f7f7f", lat["jsec"])]))
+        panels.append(Panel(
+            f"our offload ratio per control interval (settles in {st['settle_intervals']} "
+            "intervals)", dur, 1.0, st["t_step"], [("ratio", "#1f77b4", st["ticks"])]))
+    return panels
+
+
+def _layout(panels: list[Panel]) -> tuple[list[float], int]:
+    """Top edge of each panel and the figure's height (a gap after every pair)."""
+    tops, y = [], 10.0
+    for i, _ in enumerate(panels):
+        tops.append(y)
+        y += PANEL_H + (30 if i % 2 == 0 else 40)
+    return tops, int(y)
+
+
+def _axes(p: Panel, y0: float) -> tuple[Callable[[float], float], Callable[[float], float]]:
+    w, h, pad = PANEL_W, PANEL_H, PANEL_PAD
+    return (lambda t: pad + (w - 2 * pad) * t / p.xmax,
+            lambda v: y0 + 20 + (h - 30) * (1 - min(v, p.ymax) / p.ymax))
+
+
+def write_svg(path: Path, panels: list[Panel]) -> None:
+    """The figure as a dependency-free SVG."""
+    w, h, pad = PANEL_W, PANEL_H, PANEL_PAD
+    tops, height = _layout(panels)
+    out = []
+    for p, y0 in zip(panels, tops, strict=True):
+        x_of, y_of = _axes(p, y0)
+        out += [f'<text x="{pad}" y="{y0 + 12}" font-weight="bold">{p.title}</text>',
+                f'<rect x="{pad}" y="{y0 + 20}" width="{w - 2 * pad}" height="{h - 30}" '
+                f'fill="none" stroke="#999"/>',
+                f'<line x1="{x_of(p.t_mark):.1f}" y1="{y0 + 20}" x2="{x_of(p.t_mark):.1f}" '
+                f'y2="{y0 + h - 10}" stroke="#555" stroke-dasharray="4,3"/>']
+        for frac in (0.0, 0.5, 1.0):
+            out.append(f'<text x="{pad - 4}" y="{y_of(p.ymax * frac) + 4:.1f}" '
+                       f'text-anchor="end">{p.ymax * frac:.3g}</text>')
+        for t in range(0, int(p.xmax) + 1, 10):
+            out.append(f'<text x="{x_of(t):.1f}" y="{y0 + h + 2}" '
+                       f'text-anchor="middle">{t}s</text>')
+        for i, (label, color, pts) in enumerate(p.series):
+            if pts:
+                d = " ".join(f"{x_of(t):.1f},{y_of(v):.1f}" for t, v in pts)
+                out += [f'<polyline points="{d}" fill="none" stroke="{color}" '
+                        f'stroke-width="1.5"/>',
+                        f'<text x="{w - pad - 4}" y="{y0 + 34 + 13 * i}" text-anchor="end" '
+                        f'fill="{color}">{label}</text>']
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(svg)
+    path.write_text(f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" '
+                    f'font-family="sans-serif" font-size="11">\n<rect width="100%" '
+                    f'height="100%" fill="white"/>\n' + "\n".join(out) + "\n</svg>\n")
 
 
-def _panel(y0: float, w: float, h: float, pad: float, xmax: float, ymax: float, title: str,
-           t_mark: float, series: list) -> str:
-    x_of = lambda t: pad + (w - 2 * pad) * t / xmax  # noqa: E731
-    y_of = lambda v: y0 + 20 + (h - 30) * (1 - min(v, ymax) / ymax)  # noqa: E731
-    out = [f'<text x="{pad}" y="{y0 + 12}" font-weight="bold">{title}</text>',
-           f'<rect x="{pad}" y="{y0 + 20}" width="{w - 2 * pad}" height="{h - 30}" '
-           f'fill="none" stroke="#999"/>',
-           f'<line x1="{x_of(t_mark):.1f}" y1="{y0 + 20}" x2="{x_of(t_mark):.1f}" '
-           f'y2="{y0 + h - 10}" stroke="#555" stroke-dasharray="4,3"/>']
-    for frac in (0.0, 0.5, 1.0):
-        v = ymax * frac
-        out.append(f'<text x="{pad - 4}" y="{y_of(v) + 4:.1f}" text-anchor="end">'
-                   f'{v:.3g}</text>')
-    for t in range(0, int(xmax) + 1, 10):
-        out.append(f'<text x="{x_of(t):.1f}" y="{y0 + h + 2}" text-anchor="middle">{t}s</text>')
-    for i, (label, color, pts) in enumerate(series):
-        if not pts:
-            continue
-        d = " ".join(f"{x_of(t):.1f},{y_of(v):.1f}" for t, v in pts)
-        out.append(f'<polyline points="{d}" fill="none" stroke="{color}" stroke-width="1.5"/>')
-        out.append(f'<text x="{w - pad - 4}" y="{y0 + 34 + 13 * i}" text-anchor="end" '
-                   f'fill="{color}">{label}</text>')
-    return "\n".join(out)
+def write_png(path: Path, panels: list[Panel]) -> None:
+    """The same figure as a PNG, drawn with OpenCV (already a dependency)."""
+    import cv2
+
+    w, h, pad = PANEL_W, PANEL_H, PANEL_PAD
+    tops, height = _layout(panels)
+    img = np.full((height, w, 3), 255, np.uint8)
+    font, grey = cv2.FONT_HERSHEY_SIMPLEX, (150, 150, 150)
+
+    def bgr(color: str) -> tuple[int, int, int]:
+        return int(color[5:7], 16), int(color[3:5], 16), int(color[1:3], 16)
+
+    def text(s: str, x: float, y: float, color: tuple = (0, 0, 0), right: bool = False,
+             thick: int = 1) -> None:
+        if right:
+            x -= cv2.getTextSize(s, font, 0.4, thick)[0][0]
+        cv2.putText(img, s, (int(x), int(y)), font, 0.4, color, thick, cv2.LINE_AA)
+
+    for p, y0 in zip(panels, tops, strict=True):
+        x_of, y_of = _axes(p, y0)
+        text(p.title, pad, y0 + 12, thick=1)
+        cv2.rectangle(img, (pad, int(y0 + 20)), (w - pad, int(y0 + h - 10)), grey, 1)
+        xm = int(x_of(p.t_mark))
+        for y in range(int(y0 + 20), int(y0 + h - 10), 7):  # dashed: the step
+            cv2.line(img, (xm, y), (xm, min(y + 4, int(y0 + h - 10))), (85, 85, 85), 1)
+        for frac in (0.0, 0.5, 1.0):
+            text(f"{p.ymax * frac:.3g}", pad - 4, y_of(p.ymax * frac) + 4, right=True)
+        for t in range(0, int(p.xmax) + 1, 10):
+            text(f"{t}s", x_of(t) - 8, y0 + h + 4)
+        for i, (label, color, pts) in enumerate(p.series):
+            if pts:
+                line = np.array([[x_of(t), y_of(v)] for t, v in pts], np.int32)
+                cv2.polylines(img, [line], False, bgr(color), 1, cv2.LINE_AA)
+                text(label, w - pad - 4, y0 + 34 + 13 * i, bgr(color), right=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), img):
+        raise OSError(f"OpenCV could not write {path}")
 
 
 # -- the real pipeline ----------------------------------------------------------------------
@@ -736,19 +825,24 @@ def wait_ready(s: Settings, collector: Collector, jpeg: bytes, timeout_s: float 
 
 def run_real(base: Settings, policy: str, frames: list[Frame], jpegs: list[bytes],
              workdir: Path, drain_s: float) -> RealRun:
-    """One fresh worker for ``policy`` (fresh topics too), the replay, then stop it."""
+    """Fresh workers for ``policy`` (fresh topics too), the replay, then stop them. The
+    router, the edge detector and the cloud detector are three workers, as on three boxes:
+    one Faust consumer per role, so a full edge buffer does not stall the cloud's
+    consumer (and its ``link_ms``) or the router's feedback."""
     s = base.model_copy(update={
-        "topic_prefix": f"offl{uuid.uuid4().hex[:6]}", "roles": "router,edge,cloud",
-        "offload_policy": policy, "web_port": free_port(), "state_dir": workdir,
-        "node": f"bench-{policy}",
+        "topic_prefix": f"offl{uuid.uuid4().hex[:6]}", "offload_policy": policy,
+        "state_dir": workdir,
     })
-    log = workdir / f"worker-{policy}.log"
     load_before = os.getloadavg()[0]
     started = time.monotonic()
-    worker = WorkerProcess(s, log, loglevel="warning")
+    workers = [WorkerProcess(s.model_copy(update={
+        "roles": role, "web_port": free_port(), "node": f"bench-{policy}-{role}"}),
+        workdir / f"worker-{policy}-{role}.log", loglevel="warning")
+        for role in ("edge", "cloud", "router")]
     collector: Collector | None = None
     try:
-        worker.start()  # creates the fresh topics first
+        for i, w in enumerate(workers):
+            w.start(create_topics=i == 0)  # the first creates the fresh topics
         # subscribe once the topics exist: a consumer subscribed to a missing topic may not
         # look for it again for minutes (seen here from the second worker on a broker on)
         collector = Collector(s)
@@ -757,7 +851,8 @@ def run_real(base: Settings, policy: str, frames: list[Frame], jpegs: list[bytes
         startup = time.monotonic() - started
         t0, ended = replay(s, frames, jpegs, collector, drain_s)
     finally:
-        worker.stop(timeout_s=20)
+        for w in reversed(workers):
+            w.stop(timeout_s=20)
         if collector is not None:
             collector.stop()
     done = {(d.camera, d.seq): (d.tier, d.latency.total_ms, d.ts_ms / 1000 - t0
@@ -1028,9 +1123,11 @@ def main() -> None:
     for st in tests:
         print(f"step {st['what']} x{st['factor']:g} at {st['t_step']:.0f}s: ratio settles at "
               f"{st['final_ratio']:.2f} within {st['settle_intervals']} control intervals")
-    svg = RESULTS / "offload_step.svg"
-    write_svg(svg, tests)
-    print(f"wrote {svg}; took {time.perf_counter() - t_start:.1f} s")
+    panels = step_panels(tests)
+    svg, png = RESULTS / "offload_step.svg", RESULTS / "offload_step.png"
+    write_svg(svg, panels)
+    write_png(png, panels)
+    print(f"wrote {svg} and {png}; took {time.perf_counter() - t_start:.1f} s")
 
     real = None
     if not args.no_real:

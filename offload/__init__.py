@@ -24,6 +24,7 @@ from autosteer.offload.policy import (
     Observation,
     OffloadPolicy,
     Tier,
+    cloud_copy,
     cloud_level,
 )
 from autosteer.offload.profiles import FULL, QualityLevel, SystemProfile, TierProfile
@@ -59,6 +60,7 @@ __all__ = [
     "TierProfile",
     "Tier",
     "Window",
+    "cloud_copy",
     "cloud_level",
     "pgd",
     "project",

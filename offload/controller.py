@@ -103,7 +103,9 @@ class ControlConfig:
     - ``max_util``: no queue (edge, wire, cloud) planned above this utilization.
     - ``accuracy_floor``: least expected accuracy (cloud share x 1.0 + edge x its
       accuracy); 0 = none. Dropped, and said so in the record, when no stable split meets it.
-    - ``explore``: least cloud share, so the link estimate never goes stale.
+    - ``explore``: least share of frames the cloud sees, so the link estimate never goes
+      stale; when the split sends fewer, edge frames are copied to the cloud (the edge
+      answers them; the copies only measure, see :func:`~autosteer.offload.policy.cloud_copy`).
     - ``warmup_offload``: cloud share before the link has been measured.
     - ``slack``: frames the per-frame router may stray from the exact split to finish a
       frame sooner.
@@ -185,6 +187,8 @@ class OffloadController:
         self._edge_batch = 1.0  # the model's mean edge batch at the current split
         self._last_cloud = -math.inf  # when the last cloud frame was sent
         self._probed = False  # that frame was a probe (probes go in pairs, not trains)
+        self._explore_credit = 0.0  # grows by ``explore`` a frame; a cloud frame or copy spends 1
+        self.copy = False  # the frame just sent to the edge is also copied to the cloud
         self._last: ControlDecision | None = None
         self._level: QualityLevel = profile.levels[0]  # planned, per control step
         self._need = 0.0  # least cloud accuracy that keeps the floor at the planned split
@@ -235,18 +239,26 @@ class OffloadController:
         if done[tier] > self._deadline_s and done[other] < done[tier]:
             tier = other  # deadline-aware: a queue spiked
             self._overrides += 1
-        probe = tier == "edge" and self._probe_due(wire, now)
-        if probe:
-            tier = "cloud"
+        self.copy = False
+        self._explore_credit += cfg.explore
         if tier == "cloud":
             credit -= 1.0
-            self._last_cloud, self._probed = now, probe
+            self._explore_credit = max(0.0, self._explore_credit - 1.0)
+            self._last_cloud, self._probed = now, False
             self._frame_level = lv
+        else:  # measure the cloud with a copy: a packet-pair probe, or the explore share
+            probe = self._probe_due(size, now)
+            if probe or self._explore_credit >= 1.0:
+                self.copy = True
+                self._explore_credit = max(0.0, self._explore_credit - 1.0)
+                self._last_cloud, self._probed = now, probe
         self._credit = min(max(credit, -cfg.slack), 1.0 + cfg.slack)
         self._bank(self.profile.edge.accuracy if tier == "edge"
                    else self.profile.cloud.accuracy * lv.accuracy, now)
         live.dispatch(frame if tier == "edge" else dataclasses.replace(frame, size_bytes=wire),
                       tier, now)
+        if self.copy:  # sent as captured
+            live.dispatch(dataclasses.replace(frame, size_bytes=size), "cloud", now)
         return tier
 
     def learn(self, obs: Observation) -> None:
@@ -279,11 +291,10 @@ class OffloadController:
                              + live.overhead_s("cloud"))
 
     def _probe_due(self, size: int, now: float) -> bool:
-        """Send this frame right behind the last cloud frame, so the two queue on the wire
-        and their arrival gap measures the bandwidth (until three such pairs were seen). A
-        probe goes even past the deadline: a few frames pay for a link estimate that is
-        otherwise only a pessimistic bound (``size / transit``), which can hold the model
-        in a false overload for good."""
+        """Copy this frame to the cloud right behind the last cloud frame (or copy), so the
+        two queue on the wire and their arrival gap measures the bandwidth (until three such
+        pairs were seen). Without it the link estimate is only a pessimistic bound
+        (``size / transit``), which can hold the model in a false overload for good."""
         link = self._live.link
         return (link.pairs < 3 and not self._probed and link.samples > 0
                 and now - self._last_cloud < link.wire_s(size) / 2)
@@ -463,7 +474,7 @@ class OffloadController:
             model = models[lv.name]
             cons = self.constraints(model, warm)
             starts = np.array([warm] + [np.full(n, v) for v in
-                                        np.linspace(cfg.explore, 1.0, 9)])
+                                        np.linspace(0.0, 1.0, 9)])
             p = model.predict(starts)
             score = p.p95_s + cfg.mean_weight * p.mean_s
             ok = np.array([violation(x, cons) < 1e-9 for x in starts])
@@ -478,10 +489,10 @@ class OffloadController:
         cfg = self._cfg
         cons = self.constraints(model, warm)
         reason, floor_met = "pgd", True
-        if uniform_interval(cons, cfg.explore) is None:
+        if uniform_interval(cons, 0.0) is None:
             cons = [h for h in cons if h.name != "accuracy floor"]
             reason, floor_met = "accuracy floor infeasible; pgd without it", False
-        if uniform_interval(cons, cfg.explore) is None:
+        if uniform_interval(cons, 0.0) is None:
             x = self._max_throughput(model)
             p = model.predict(x)
             worst = float(max(p.edge_util, p.link_util, p.cloud_util, p.encode_util))
@@ -493,9 +504,8 @@ class OffloadController:
             return p.p95_s + cfg.mean_weight * p.mean_s
 
         n = len(warm)
-        x, fx, steps = pgd(objective, [warm, np.full(n, cfg.explore), np.ones(n)], cons,
-                           lo=cfg.explore)
-        kept = project(warm, cons, lo=cfg.explore)
+        x, fx, steps = pgd(objective, [warm, np.zeros(n), np.ones(n)], cons, lo=0.0)
+        kept = project(warm, cons, lo=0.0)
         gain = float(objective(kept[None])[0]) - fx
         if violation(kept, cons) < 1e-9 and gain < cfg.hysteresis_ms / 1000:
             x, fx, reason = kept, fx + gain, f"{reason}: gain under hysteresis, kept"
@@ -542,7 +552,7 @@ class OffloadController:
 
     def _max_throughput(self, model: OffloadModel) -> np.ndarray:
         """One share for every camera, balancing the busiest queue on each side."""
-        grid = np.linspace(self._cfg.explore, 1.0, 101)
+        grid = np.linspace(0.0, 1.0, 101)
         n = len(model.inputs.rates_fps)
         p = model.predict(np.repeat(grid[:, None], n, axis=1))
         worst = np.maximum(np.maximum(p.edge_util, p.encode_util),

@@ -132,8 +132,8 @@ class LiveState:
             self._cloud.update(min(service, 4 * self.cloud_frame_s))
             if obs.link_ms > 0:
                 self.link.learn(key, obs.link_ms / 1000)
-        e2e = obs.total_ms / 1000 + (self.link.delay_s if obs.tier == "cloud" else 0.0)
-        self._done.append((now_s, e2e, obs.tier))
+        if not obs.copy:  # a copy's latency is nobody's: the edge answered that frame
+            self._done.append((now_s, obs.total_ms / 1000, obs.tier))
         while self._done and self._done[0][0] < now_s - self.stale_s:
             self._done.popleft()
         for q in self._out.values():

@@ -3,7 +3,9 @@
 Every policy (the fixed split here, the queueing-model controller in ``controller.py``
 and the baselines in ``baselines.py``) implements :class:`OffloadPolicy`:
 ``decide(frame)`` returns a tier and ``learn(observation)`` feeds back what happened. The
-router agent only calls these two.
+router agent only calls these two, and reads two optional attributes right after
+``decide``: :func:`cloud_level` (the quality a cloud frame is sent at) and
+:func:`cloud_copy` (an edge frame the policy also wants on the cloud, to measure it).
 
 :class:`FixedRatio` realises a target edge share with a deficit counter, so the split is
 smooth and exact over any window rather than a coin flip:
@@ -59,6 +61,7 @@ class Observation:
     model_id: str = ""
     n_boxes: int = 0
     link_ms: float = 0.0
+    copy: bool = False  # the cloud's answer on a copy of an edge frame (see cloud_copy)
 
 
 class OffloadPolicy(Protocol):
@@ -76,6 +79,18 @@ def cloud_level(policy: object) -> QualityLevel:
     """
     level = getattr(policy, "level", None)
     return level if isinstance(level, QualityLevel) else FULL
+
+
+def cloud_copy(policy: object) -> bool:
+    """Whether ``policy`` wants a copy of the frame it just sent to the edge on the cloud
+    too: the edge's result is the answer; the copy (sent as captured, over the same link)
+    only measures the link and the cloud. Its result comes back to ``learn`` as an
+    ``Observation`` with ``copy=True``. False for policies without the attribute.
+
+    >>> cloud_copy(FixedRatio(0.5))
+    False
+    """
+    return getattr(policy, "copy", False) is True
 
 
 class FixedRatio:

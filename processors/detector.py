@@ -8,11 +8,15 @@ list of :class:`~autosteer.topics.Box` per frame. Adapters:
 - :class:`~autosteer.processors.yolo.YoloDetector` - YOLOv5 ``[N, anchors, 5+C]`` and
   YOLOv8 ``[N, 4+C, anchors]`` layouts, with NMS.
 
-:func:`load_detector` picks the adapter from the model's ``manifest.json``.
+:func:`load_detector` picks the adapter from the model's ``manifest.json`` and runs one
+inference on a blank frame before it returns (:func:`warm_up`): a session's first run
+allocates its memory arena and, on TensorRT, builds the engine, which took seconds on
+the first frame of a stream otherwise.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -33,20 +37,42 @@ class Detector(Protocol):
         ...
 
 
+WARM_UP_SHAPE = (480, 640, 3)  # the blank frame warm_up runs (any size works: models resize)
+
+
 def load_detector(model_dir: Path, name: str, *, providers: str = "auto",
-                  intra_op_threads: int = 0, score_threshold: float = 0.3) -> Detector:
-    """Load ``<model_dir>/<name>/`` (model.onnx + manifest.json) behind its adapter."""
+                  intra_op_threads: int = 0, score_threshold: float = 0.3,
+                  warm: bool = True) -> Detector:
+    """Load ``<model_dir>/<name>/`` (model.onnx + manifest.json) behind its adapter;
+    ``warm`` runs one inference first (:func:`warm_up`)."""
     folder = model_dir / name
     manifest = Manifest.load(folder)
+    det: Detector
     if manifest.layout == "ssd-tfod":
         from autosteer.processors.ssd import SsdDetector
 
-        return SsdDetector(folder / manifest.file, manifest, providers=providers,
-                           intra_op_threads=intra_op_threads, score_threshold=score_threshold)
-    if manifest.layout in ("yolov5", "yolov8", "yolo"):
+        det = SsdDetector(folder / manifest.file, manifest, providers=providers,
+                          intra_op_threads=intra_op_threads, score_threshold=score_threshold)
+    elif manifest.layout in ("yolov5", "yolov8", "yolo"):
         from autosteer.processors.yolo import YoloDetector
 
-        return YoloDetector(folder / manifest.file, manifest, providers=providers,
-                            intra_op_threads=intra_op_threads, score_threshold=score_threshold)
-    raise ModelError(f"{folder}/manifest.json: unknown layout {manifest.layout!r}; "
-                     "expected 'ssd-tfod', 'yolov5' or 'yolov8'")
+        det = YoloDetector(folder / manifest.file, manifest, providers=providers,
+                           intra_op_threads=intra_op_threads, score_threshold=score_threshold)
+    else:
+        raise ModelError(f"{folder}/manifest.json: unknown layout {manifest.layout!r}; "
+                         "expected 'ssd-tfod', 'yolov5' or 'yolov8'")
+    if warm:
+        warm_up(det)
+    return det
+
+
+def warm_up(detector: Detector, shape: tuple[int, int, int] = WARM_UP_SHAPE) -> float:
+    """Run ``detector`` once on a blank frame; returns the seconds it took (the cold
+    start that the first real frame no longer pays)."""
+    t0 = time.perf_counter()
+    try:
+        detector.detect([np.zeros(shape, np.uint8)])
+    except Exception as exc:  # a model that cannot run should fail here, not on frame 1
+        raise ModelError(f"{detector.model_id}@{detector.version}: the warm-up inference "
+                         f"failed: {exc}") from exc
+    return time.perf_counter() - t0

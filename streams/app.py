@@ -50,6 +50,8 @@ from autosteer.streams.pipeline import (
     Incoming,
     Prepared,
     Rejected,
+    Result,
+    copy_observation,
     observations,
     parse_valid,
     route,
@@ -160,6 +162,7 @@ class Pipeline:
         self._shadow_credit = 0.0
         self.shadow_boost: dict[str, float] = {}  # camera -> until (epoch s): teacher frames
         self._shadowed: dict[tuple[str, int], float] = {}  # shadow frames awaiting a pair
+        self._copies: dict[tuple[str, int], float] = {}  # shadows the policy asked for
         self._pairs: dict[tuple[str, int], dict[str, Any]] = {}
         self._detectors = detectors or {}
         self._store = store
@@ -372,14 +375,30 @@ class Pipeline:
                         self._send_then_ack(s, ev)))
                 else:
                     self._watch(await send())
-                if r.tier == "edge" and self._shadow_due(r.frame.camera):
-                    # also to the cloud, marked: its answer measures the edge's agreement
-                    self._shadowed[(r.frame.camera, r.frame.seq)] = time.time()
-                    self._watch(await out["cloud"].send(
-                        key=r.item.key or r.frame.camera.encode(), value=r.item.value,
+                due = r.tier == "edge" and self._shadow_due(r.frame.camera)
+                if due or r.copy:
+                    # also to the cloud as captured, marked: its answer measures the edge's
+                    # agreement, and for a copy the policy asked for, the link and the cloud
+                    key = (r.frame.camera, r.frame.seq)
+                    self._shadowed[key] = time.time()
+                    if r.copy:
+                        self._copies[key] = time.time()
+                    copy = functools.partial(
+                        out["cloud"].send, key=r.item.key or r.frame.camera.encode(),
+                        value=r.item.value,
                         headers=[(H.ROUTED_MS, ts), (H.TIER, b"cloud"), (H.SHADOW, b"1"),
-                                 (H.PRODUCED_MS, str(r.item.produced_ms).encode())]))
+                                 (H.PRODUCED_MS, str(r.item.produced_ms).encode())])
+                    if r.copy and self.link is not None:  # over the same emulated link
+                        # (an agreement-only shadow skips it: the policy does not count it)
+                        delay = self.link.transit_s(len(r.item.value or b""), now / 1000)
+                        loop.call_later(delay, lambda c=copy: asyncio.ensure_future(
+                            self._send_copy(c)))
+                    else:
+                        self._watch(await copy())
             await self.dead_letter(rejected)
+
+    async def _send_copy(self, send: Any) -> None:
+        self._watch(await send())
 
     def _shadow_due(self, camera: str) -> bool:
         """Every 1/shadow_rate-th edge frame (a deficit counter, not a coin flip); every
@@ -479,6 +498,10 @@ class Pipeline:
             for sr in parse_valid((e.message.value for e in events), ShadowResult):
                 self._pairs.setdefault((sr.camera, sr.seq), {})["cloud"] = sr
                 self._shadowed.setdefault((sr.camera, sr.seq), time.time())
+                if self._copies.pop((sr.camera, sr.seq), None) is not None:
+                    obs = copy_observation(sr)
+                    if obs is not None:
+                        self.policy.learn(obs)
             await self._publish_quality()
 
     async def _publish_quality(self) -> None:
@@ -505,6 +528,7 @@ class Pipeline:
         for key in [k for k, ts in self._shadowed.items() if ts < cutoff]:
             self._shadowed.pop(key, None)
             self._pairs.pop(key, None)
+            self._copies.pop(key, None)
 
     def _make_detector_agent(self, tier: str) -> Any:
         decode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"decode-{tier}")
@@ -547,6 +571,18 @@ class Pipeline:
         results, failed = await loop.run_in_executor(
             pool, functools.partial(stage.infer, prepared, taken, depth,
                                     extra_s=self.fault_delay_ms / 1000))
+        if stage.tier == "cloud" and self.link is not None:
+            # the emulated WAN's way back: results reach the edge side one delay later; the
+            # next batch does not wait for it, the messages stay unacked until then
+            back = self.link.delay_s + self.link.jitter()
+            results = [r.returned(back * 1000) for r in results]
+            loop.call_later(back, lambda: asyncio.ensure_future(
+                self._publish(stage, prepared, results, failed, events)))
+            return
+        await self._publish(stage, prepared, results, failed, events)
+
+    async def _publish(self, stage: DetectStage, prepared: Prepared, results: list[Result],
+                       failed: list[Rejected], events: Sequence[Any]) -> None:
         det_topic = self.topics[self.names.detections]
         tel_topic = self.topics[self.names.telemetry]
         node_key = self.settings.node.encode()

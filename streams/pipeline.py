@@ -6,6 +6,7 @@ Each step takes raw message values (bytes) and returns what to publish, and a li
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,14 @@ from typing import TypeVar
 
 import numpy as np
 from autosteer.errors import AutosteerError, DecodeError, RecordError
-from autosteer.offload.policy import FrameMeta, Observation, OffloadPolicy, Tier, cloud_level
+from autosteer.offload.policy import (
+    FrameMeta,
+    Observation,
+    OffloadPolicy,
+    Tier,
+    cloud_copy,
+    cloud_level,
+)
 from autosteer.processors.decode import decode_jpeg
 from autosteer.processors.detector import Detector
 from autosteer.processors.reencode import reencode
@@ -66,6 +74,7 @@ class Routed:
     tier: Tier
     frame: FrameRecord
     payload: bytes | None = None  # the record re-encoded at the policy's quality level
+    copy: bool = False  # an edge frame the policy also wants on the cloud (cloud_copy)
 
     @property
     def value(self) -> bytes | None:
@@ -75,7 +84,8 @@ class Routed:
 
 def route(items: Sequence[Incoming], policy: OffloadPolicy) -> tuple[list[Routed], list[Rejected]]:
     """Validate each frame and let ``policy`` pick its tier; a frame for the cloud is
-    re-encoded at the quality level the policy chose for it (:func:`cloud_level`)."""
+    re-encoded at the quality level the policy chose for it (:func:`cloud_level`); an edge
+    frame may be marked for a copy on the cloud (:func:`cloud_copy`)."""
     routed, rejected = [], []
     for it in items:
         try:
@@ -98,7 +108,8 @@ def route(items: Sequence[Incoming], policy: OffloadPolicy) -> tuple[list[Routed
                 payload = frame.dumps()
             except DecodeError:
                 pass  # not an image: the cloud detector rejects it to the dead letters
-        routed.append(Routed(it, tier, frame, payload))
+        routed.append(Routed(it, tier, frame, payload,
+                             copy=tier == "edge" and cloud_copy(policy)))
     return routed, rejected
 
 
@@ -112,12 +123,22 @@ class Result:
         d = self.detection
         return ShadowResult(camera=d.camera, seq=d.seq, ts_ms=d.ts_ms, node=d.node,
                             model_id=d.model_id, model_version=d.model_version,
-                            boxes=d.boxes, jpeg=self.shadow_jpeg or b"")
+                            boxes=d.boxes, jpeg=self.shadow_jpeg or b"", latency=d.latency)
 
     @property
     def key(self) -> bytes:
         """Idempotent result key: the same frame always gets the same key."""
         return f"{self.detection.camera}:{self.detection.seq}".encode()
+
+    def returned(self, ms: float) -> Result:
+        """This result after ``ms`` on the way back to the edge (the emulated link's
+        return leg): ``latency.return_ms`` set, and added to both ``total_ms``."""
+        d, t = self.detection, self.telemetry
+        lat = d.latency.model_copy(update={"return_ms": round(ms, 3),
+                                           "total_ms": d.latency.total_ms + ms})
+        return dataclasses.replace(
+            self, detection=d.model_copy(update={"latency": lat}),
+            telemetry=t.model_copy(update={"total_ms": t.total_ms + ms}))
 
     def sample(self) -> Sample:
         """What the telemetry window aggregator keeps of this frame."""
@@ -317,10 +338,20 @@ def observations(detections: Iterable[Detection]) -> list[Observation]:
     for d in detections:
         if d.status != "ok":  # a shed frame says nothing about service times
             continue
-        lat = d.latency
-        out.append(Observation(
-            camera=d.camera, tier=d.tier, total_ms=lat.total_ms, infer_ms=lat.infer_ms,
-            queue_ms=lat.queue_ms, seq=d.seq, ts_ms=d.ts_ms, ingest_ms=lat.ingest_ms,
-            route_ms=lat.route_ms, decode_ms=lat.decode_ms, node=d.node, model_id=d.model_id,
-            n_boxes=len(d.boxes), link_ms=lat.link_ms))
+        out.append(_observation(d, d.tier, d.latency))
     return out
+
+
+def copy_observation(sr: ShadowResult) -> Observation | None:
+    """The cloud's answer on a copy of an edge frame -> an ``Observation`` with
+    ``copy=True`` (None for a shadow result without timings, from an older worker)."""
+    return None if sr.latency is None else _observation(sr, "cloud", sr.latency, copy=True)
+
+
+def _observation(d: Detection | ShadowResult, tier: Tier, lat: Latency,
+                 copy: bool = False) -> Observation:
+    return Observation(
+        camera=d.camera, tier=tier, total_ms=lat.total_ms, infer_ms=lat.infer_ms,
+        queue_ms=lat.queue_ms, seq=d.seq, ts_ms=d.ts_ms, ingest_ms=lat.ingest_ms,
+        route_ms=lat.route_ms, decode_ms=lat.decode_ms, node=d.node, model_id=d.model_id,
+        n_boxes=len(d.boxes), link_ms=lat.link_ms, copy=copy)

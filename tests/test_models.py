@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from autosteer.processors.detector import load_detector
+from autosteer.processors.detector import load_detector, warm_up
 from autosteer.processors.manifest import Manifest, sha256_file
 from autosteer.processors.prepare import FP32, INT8
 from boxes import matched
@@ -52,3 +52,11 @@ def test_batches_give_the_same_boxes_as_single_frames(model_dir: Path,
     single = [det.detect([f])[0] for f in frames[:4]]
     for b, s in zip(batched, single, strict=True):
         assert matched(s, b, min_iou=0.95) == len(s)
+
+
+def test_warm_up_runs_the_model_once_on_a_blank_frame(model_dir: Path,
+                                                      frames: list[np.ndarray]) -> None:
+    det = load_detector(model_dir, INT8, score_threshold=0.5, warm=False)
+    assert warm_up(det) > 0
+    assert det.detect([np.zeros((480, 640, 3), np.uint8)]) == [[]], "nothing on a blank frame"
+    assert det.detect(frames[:1])[0], "and it still finds people after it"

@@ -17,6 +17,7 @@ from autosteer.offload import (
     OffloadModel,
     SystemProfile,
     TierProfile,
+    cloud_copy,
 )
 
 PROFILE = SystemProfile(TierProfile((0.040,), accuracy=0.9),
@@ -24,7 +25,8 @@ PROFILE = SystemProfile(TierProfile((0.040,), accuracy=0.9),
 
 
 class World:
-    """Cameras -> policy -> edge (FIFO, one server) | link -> cloud (k servers, batches)."""
+    """Cameras -> policy -> edge (FIFO, one server) | link -> cloud (k servers, batches).
+    Copies the policy asks for go over the link too; only the policy sees their results."""
 
     def __init__(self, config: ControlConfig | None = None, cameras: int = 4,
                  fps: float = 8.0, bandwidth_bps: float = 50e6, delay_s: float = 0.010,
@@ -40,6 +42,7 @@ class World:
         self.n = 0
         self.latency: list[tuple[float, float]] = []  # (arrival, end to end)
         self.decisions: list = []  # every control record, in order
+        self.copies = 0
 
     def at(self, t: float, kind: str, data: object) -> None:
         self.n += 1
@@ -73,6 +76,10 @@ class World:
                     self.decisions.append(d)
                 if tier == "edge":
                     edge_q.append((data, t))
+                    if cloud_copy(self.ctl):
+                        self.copies += 1
+                        transit = self.link.transit_s(80_000, t)
+                        self.at(t + transit, "cloud_in", ((*data, True), t, transit))
                 else:
                     transit = self.link.transit_s(80_000, t)
                     self.at(t + transit, "cloud_in", (data, t, transit))
@@ -80,15 +87,16 @@ class World:
                 cloud_q.append(data)
             elif kind == "done":
                 tier, batch, started, service = data
-                for (cam, seq, t0), routed, transit in batch:
+                for (cam, seq, t0, *copy), routed, transit in batch:
                     back = t + (self.link.delay_s if tier == "cloud" else 0.0)
-                    self.latency.append((t0, back - t0))
+                    if not copy:
+                        self.latency.append((t0, back - t0))
                     ts = round(t0 * 1000) / 1000
                     self.at(back + 0.005, "observe", Observation(
-                        cam, tier, total_ms=(t - ts) * 1000,
+                        cam, tier, total_ms=(back - ts) * 1000,
                         infer_ms=service / len(batch) * 1000,
                         queue_ms=(started - routed) * 1000, seq=seq, ts_ms=int(round(t0 * 1000)),
-                        link_ms=transit * 1000))
+                        link_ms=transit * 1000, copy=bool(copy)))
                 if tier == "edge":
                     edge_busy = False
                 else:
@@ -275,3 +283,19 @@ def test_replan_solves_again_from_the_default_split_and_says_why() -> None:
     assert d.reason.startswith("replan (node=cloud-1 queue_ms 20 -> 300): pgd")
     assert set(d.offload) == set(before.offload)
     assert abs(d.offload_ratio - before.offload_ratio) < 0.15  # same conditions, same answer
+
+
+def test_keeps_measuring_the_cloud_with_copies_when_it_sends_it_nothing() -> None:
+    # a slow link: every frame is faster on the edge, so the split sends the cloud nothing;
+    # the explore share of edge frames is copied to the cloud instead (the edge answers)
+    w = World(ControlConfig(explore=0.02), cameras=2, fps=5.0, bandwidth_bps=10e6,
+              delay_s=0.1)
+    w.run(60.0)
+    late = [d for d in w.decisions if d.ts_s > 20]
+    assert all(d.offload_ratio == 0.0 for d in late), [d.offload_ratio for d in late]
+    assert w.copies == pytest.approx(0.02 * 600, abs=12)  # warm-up probe pairs included
+    link = w.ctl.live.link
+    assert link.samples >= 10, "the copies' transits feed the link estimate"
+    assert w.ctl.live.outstanding("cloud") <= 1, "copies are retired as they come back"
+    measured = [d.measured_mean_ms for d in late if d.measured_mean_ms == d.measured_mean_ms]
+    assert max(measured) < 100, "a copy's latency is not measured as a frame's"

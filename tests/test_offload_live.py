@@ -1,5 +1,5 @@
 """The offload controller in the real pipeline: an emulated WAN link between router and
-cloud, decisions published, link time measured on the detections."""
+cloud (both ways), decisions published, link time measured on the detections."""
 
 from __future__ import annotations
 
@@ -41,7 +41,9 @@ def test_controller_routes_publishes_decisions_and_sees_the_link(
     cloud = [d for d in got.values() if d.tier == "cloud"]
     assert cloud, "the controller explores the cloud tier"
     assert min(d.latency.link_ms for d in cloud) >= 40, "the emulated link delays cloud frames"
-    assert all(d.latency.total_ms >= d.latency.link_ms for d in cloud)
+    assert min(d.latency.return_ms for d in cloud) >= 40, "and their results on the way back"
+    assert all(d.latency.total_ms >= d.latency.link_ms + d.latency.return_ms for d in cloud)
+    assert all(d.latency.return_ms == 0 for d in got.values() if d.tier == "edge")
     decisions = [OffloadDecision.parse(m.value()) for m in consume(
         s, names.offload_decisions, until=lambda m: len(m) >= 3, timeout_s=30,
         what="three offload decisions")]

@@ -23,6 +23,7 @@ from autosteer.offload import (
     ShortestCompletion,
     SystemProfile,
     TierProfile,
+    cloud_copy,
     cloud_level,
 )
 from autosteer.offload.factory import parse_levels, system_profile
@@ -101,7 +102,8 @@ def test_a_full_link_is_stable_only_at_a_lower_level() -> None:
 
 # -- the controller -----------------------------------------------------------------------
 class World:
-    """Cameras -> controller -> edge (FIFO) | encoder -> link -> cloud (2 servers)."""
+    """Cameras -> controller -> edge (FIFO) | encoder -> link -> cloud (2 servers); copies
+    the controller asks for go over the link as captured, only it sees their results."""
 
     def __init__(self, config: ControlConfig, profile: SystemProfile = PROFILE,
                  bandwidth_bps: float = 10e6, cameras: int = 4, fps: float = 8.0) -> None:
@@ -138,24 +140,30 @@ class World:
                 if tier == "edge":
                     start = max(t, edge_free)
                     edge_free = start + 0.040
-                    at(edge_free, "done", ("edge", cam, seq, t, 0.0, start - t, 40.0))
+                    at(edge_free, "done", ("edge", cam, seq, t, 0.0, start - t, 40.0, False))
                     edge_q.append(seq)
-                    continue
-                self.levels.append(lv.name)
-                enc_free = max(t, enc_free) + lv.encode_s
-                transit = self.link.transit_s(int(80_000 * lv.bytes_ratio), enc_free)
-                arrive = enc_free + transit
+                    if not cloud_copy(self.ctl):
+                        continue
+                    lv, handover, copy = FULL, t, True
+                else:
+                    self.levels.append(lv.name)
+                    enc_free = max(t, enc_free) + lv.encode_s
+                    handover, copy = enc_free, False
+                transit = self.link.transit_s(int(80_000 * lv.bytes_ratio), handover)
+                arrive = handover + transit
                 k = int(np.argmin(cloud_free))
                 start = max(arrive, cloud_free[k])
                 cloud_free[k] = start + 0.020
                 at(cloud_free[k] + 0.050, "done",
-                   ("cloud", cam, seq, t, transit, start - arrive, 20.0))
+                   ("cloud", cam, seq, t, transit, start - arrive, 20.0, copy))
             elif kind == "done":
-                tier, cam, seq, t0, transit, queue, infer = data
-                self.latency.append(t - t0)
+                tier, cam, seq, t0, transit, queue, infer, copy = data
+                if not copy:
+                    self.latency.append(t - t0)
                 self.ctl.learn(Observation(cam, tier, total_ms=(t - t0) * 1000,
                                            infer_ms=infer, queue_ms=queue * 1000, seq=seq,
-                                           ts_ms=int(round(t0 * 1000)), link_ms=transit * 1000))
+                                           ts_ms=int(round(t0 * 1000)), link_ms=transit * 1000,
+                                           copy=copy))
 
 
 def test_a_slow_link_brings_a_lower_level_when_the_floor_allows() -> None:

@@ -118,6 +118,8 @@ class Latency(Record):
     total_ms: float = Field(description="capture -> detection published (end to end)")
     link_ms: float = Field(0.0, description="forwarded by the router -> received by the "
                            "detector's worker: the Kafka hop, and the emulated link if any")
+    return_ms: float = Field(0.0, ge=0.0, description="the result's way back over the "
+                             "emulated link (cloud results only; 0 without one); in total_ms")
 
 
 class Detection(Record):
@@ -222,6 +224,8 @@ class ShadowResult(Record):
     model_version: str
     boxes: list[Box]
     jpeg: B64 = Field(description="the frame, as the detectors saw it")
+    latency: Latency | None = Field(None, description="the copy's timings (the offload "
+                                    "policy measures the link and the cloud with them)")
 
 
 class QualityRecord(Record):
