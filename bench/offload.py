@@ -1014,14 +1014,24 @@ def real_compare(names: tuple[str, ...], duration_s: float, check_s: float, seed
 Table = dict[tuple[str, str, str], list[dict]]  # (load, link, policy) -> one summary per seed
 
 
+REFERENCE = "ref:fastest-first"  # not a baseline: the busy cells' headroom, see compare()
+
+
 def compare(prof: SystemProfile, duration: float, seeds: list[int]) -> Table:
-    """Every policy on every load x link x seed, same trace per cell."""
+    """Every policy on every load x link x seed, same trace per cell. Busy cells also run
+    a reference that is not a baseline: every frame to the tier and quality level
+    predicted to finish it first (FastVA's clocks with no deadline, no accuracy floor),
+    what routing alone can do about a backlog drained through FIFO queues."""
     table: Table = {}
     for load in LOADS:
         for link_name, link in LINKS.items():
             for seed in seeds:
                 frames = trace(load, duration, seed)
-                for name, make in policies(prof).items():
+                makers = dict(policies(prof))
+                if load == "busy":
+                    makers[REFERENCE] = lambda clock: FastVAStyle(prof, deadline_ms=0.0,
+                                                                  clock=clock)
+                for name, make in makers.items():
                     run = Sim(prof, frames, make, link, seed, duration).run()
                     table.setdefault((load, link_name, name), []).append(summarize(run))
     return table
@@ -1029,7 +1039,7 @@ def compare(prof: SystemProfile, duration: float, seeds: list[int]) -> Table:
 
 def p95_ratios(table: Table, seeds: list[int]) -> tuple[dict[str, float], dict]:
     """Ours / best baseline p95 per cell and seed; geometric mean per load."""
-    names = sorted({k[2] for k in table} - {"ours"})
+    names = sorted({k[2] for k in table} - {"ours", REFERENCE})
     ratios: dict[str, list[float]] = {}
     cells = {}
     for load, link_name in {(k[0], k[1]) for k in table}:
@@ -1039,6 +1049,17 @@ def p95_ratios(table: Table, seeds: list[int]) -> tuple[dict[str, float], dict]:
             ratios.setdefault(load, []).append(p95["ours"] / p95[best])
             cells[f"{load}/{link_name}/seed{seed}"] = (round(p95["ours"] / p95[best], 3), best)
     return {load: geomean(v) for load, v in ratios.items()}, cells
+
+
+def reference_ratio(table: Table, seeds: list[int]) -> float:
+    """The fastest-first reference's p95 / the best baseline's, busy cells, geometric mean."""
+    names = sorted({k[2] for k in table} - {"ours", REFERENCE})
+    out = []
+    for link_name in LINKS:
+        for i, _ in enumerate(seeds):
+            best = min(table[("busy", link_name, n)][i]["p95"] for n in names)
+            out.append(table[("busy", link_name, REFERENCE)][i]["p95"] / best)
+    return geomean(out)
 
 
 def _by_load(table: Table) -> dict[tuple[str, str, str], list[dict]]:
@@ -1111,6 +1132,10 @@ def main() -> None:
             f"{k.split('/', 1)[1]}: {v[0]} vs {v[1]}" for k, v in sorted(cells.items())
             if k.startswith(load + "/")))
 
+    reference = reference_ratio(table, seeds)
+    print(f"p95 fastest-first reference / best baseline, busy: {reference:.3f} (accuracy "
+          f"{statistics.mean(r['accuracy'] for k, v in table.items() if k[2] == REFERENCE for r in v):.3f})")
+
     mape, rows = model_mape(prof, duration, seeds[0])
     for link_name, x, p, s, pp, sp in rows:
         print(f"model check {link_name:10} offload {x:.1f}: mean predicted {p:6.1f} ms, "
@@ -1151,6 +1176,7 @@ def main() -> None:
         "p95_ratio_normal": round(ratios["normal"], 3),
         "p95_ratio_busy": round(ratios["busy"], 3),
         "p95_ratio_per_cell": {k: v[0] for k, v in sorted(cells.items())},
+        "p95_ratio_busy_fastest_first": round(reference, 3),
         "p95_ms": {f"{load}/{name}": round(statistics.mean(r["p95"] for r in rows), 1)
                    for (load, _, name), rows in _by_load(table).items()},
         "accuracy": {f"{load}/{name}": round(statistics.mean(r["accuracy"] for r in rows), 3)

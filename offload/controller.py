@@ -220,14 +220,15 @@ class OffloadController:
         cam = frame.camera
         size = frame.size_bytes or int(live.size(cam))
         lv, wire, cloud_done = self._cloud_option(self._level, size, now)
-        if cloud_done > self._deadline_s:
-            # a queue spiked: the level finishing first among those the floor allows
+        edge_done = live.completion_s("edge", size, now) + live.overhead_s("edge")
+        if min(cloud_done, edge_done) > self._deadline_s:
+            # a queue spiked (neither tier meets the deadline at the planned level): the
+            # level finishing first among those the floor allows
             for alt in self._burst_levels():
                 option = self._cloud_option(alt, size, now)
                 if option[2] < cloud_done:
                     lv, wire, cloud_done = option
-        done = {"edge": live.completion_s("edge", size, now) + live.overhead_s("edge"),
-                "cloud": cloud_done}
+        done = {"edge": edge_done, "cloud": cloud_done}
         credit = self._credit + self._offload.get(cam, self._default_share())
         if credit >= 1.0 + cfg.slack:
             tier: Tier = "cloud"
