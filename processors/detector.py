@@ -9,9 +9,9 @@ list of :class:`~autosteer.topics.Box` per frame. Adapters:
   YOLOv8 ``[N, 4+C, anchors]`` layouts, with NMS.
 
 :func:`load_detector` picks the adapter from the model's ``manifest.json`` and runs one
-inference on a blank frame before it returns (:func:`warm_up`): a session's first run
-allocates its memory arena and, on TensorRT, builds the engine, which took seconds on
-the first frame of a stream otherwise.
+inference on a blank frame before it returns (:func:`warm_up`): on TensorRT a session's
+first run builds the engine, which the first frame of a stream would pay otherwise, and a
+model that cannot run fails at load, not on that frame.
 """
 
 from __future__ import annotations
