@@ -45,7 +45,7 @@ measured at the start (decode + inference per frame, one thread). Latency is
 Last line: one JSON object.
 
     python bench/offload.py            # 120 s sim runs x 3 seeds; 60 s real runs, all policies
-    python bench/offload.py --quick    # 40 s x 1 seed; 30 s real runs, controller, JSEC, FastVA
+    python bench/offload.py --quick    # 30 s x 1 seed; 25 s real runs, controller, JSEC, FastVA
     python bench/offload.py --measure  # re-measure service times and quality levels first
 """
 
@@ -67,6 +67,7 @@ import uuid
 import zlib
 from collections import Counter, deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -841,8 +842,11 @@ def run_real(base: Settings, policy: str, frames: list[Frame], jpegs: list[bytes
         for role in ("edge", "cloud", "router")]
     collector: Collector | None = None
     try:
-        for i, w in enumerate(workers):
-            w.start(create_topics=i == 0)  # the first creates the fresh topics
+        from autosteer.topics.admin import ensure_topics
+
+        ensure_topics(s)  # the fresh topics, then the three workers at once
+        with ThreadPoolExecutor(len(workers)) as pool:
+            list(pool.map(lambda w: w.start(create_topics=False), workers))
         # subscribe once the topics exist: a consumer subscribed to a missing topic may not
         # look for it again for minutes (seen here from the second worker on a broker on)
         collector = Collector(s)
@@ -851,8 +855,8 @@ def run_real(base: Settings, policy: str, frames: list[Frame], jpegs: list[bytes
         startup = time.monotonic() - started
         t0, ended = replay(s, frames, jpegs, collector, drain_s)
     finally:
-        for w in reversed(workers):
-            w.stop(timeout_s=20)
+        with ThreadPoolExecutor(len(workers)) as pool:  # stopping takes seconds each
+            list(pool.map(lambda w: w.stop(timeout_s=20), workers))
         if collector is not None:
             collector.stop()
     done = {(d.camera, d.seq): (d.tier, d.latency.total_ms, d.ts_ms / 1000 - t0
@@ -1099,7 +1103,8 @@ def main() -> None:
     # a killed run still stops the broker and worker it started (finally blocks run)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="40 s runs, 1 seed")
+    ap.add_argument("--quick", action="store_true",
+                    help="30 s sim runs, 1 seed; 25 s real runs of 3 policies (under 3 min)")
     ap.add_argument("--measure", action="store_true", help="re-measure service-time profiles")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-real", action="store_true", help="skip the real-pipeline runs")
@@ -1107,7 +1112,7 @@ def main() -> None:
                     help="comma list of policies for the real runs (default: "
                          f"{','.join(REAL_QUICK)} with --quick, else all)")
     args = ap.parse_args()
-    duration = 40.0 if args.quick else 120.0
+    duration = 30.0 if args.quick else 120.0
     seeds = [args.seed] if args.quick else [args.seed + i for i in range(3)]
     if args.measure:
         edge_ms, cloud_ms = measure_profiles()
@@ -1158,8 +1163,8 @@ def main() -> None:
     if not args.no_real:
         names = (tuple(args.real_policies.split(",")) if args.real_policies
                  else REAL_QUICK if args.quick else REAL_POLICIES)
-        real = real_compare(names, 30.0 if args.quick else 60.0, 24.0 if args.quick else 60.0,
-                            seeds[0], drain_s=5.0 if args.quick else 15.0)
+        real = real_compare(names, 25.0 if args.quick else 60.0, 20.0 if args.quick else 60.0,
+                            seeds[0], drain_s=3.0 if args.quick else 15.0)
         if real["best"]:
             print(f"real p95 controller / best baseline ({real['best']}), busy: "
                   f"{real['ratio']:.3f}")
