@@ -359,6 +359,13 @@ class Sim:
                                                            batch[0].seq, n)
             self._at(self.now + s, "cloud_done", (batch, self.now, s))
 
+        def to_cloud(f: Frame, wire_bytes: int, handover: float) -> None:
+            """Onto the link at ``handover``; into the cloud's queue when it arrives."""
+            transit = self.link.transit_s(wire_bytes, handover)
+            routed[(f.camera, f.seq, isinstance(f, Copy))] = ("cloud", transit,
+                                                               handover + transit)
+            self._at(handover + transit, "cloud_arrive", f)
+
         while self._events:
             t, _, kind, data = heapq.heappop(self._events)
             if t > end:
@@ -387,10 +394,7 @@ class Sim:
                         start_edge()
                     if cloud_copy(policy):  # sent as captured, right away
                         copies += WARMUP_S <= f.t <= self.duration_s
-                        c = Copy(f.camera, f.seq, f.t, f.size)
-                        transit = self.link.transit_s(f.size, t)
-                        routed[(f.camera, f.seq, True)] = ("cloud", transit, t + transit)
-                        self._at(t + transit, "cloud_arrive", c)
+                        to_cloud(Copy(f.camera, f.seq, f.t, f.size), f.size, t)
                 else:
                     lv = cloud_level(policy)
                     levels[lv.name] += WARMUP_S <= f.t <= self.duration_s
@@ -400,10 +404,7 @@ class Sim:
                         encoder_free = (max(t, encoder_free)
                                         + lv.encode_s * self._noise(EDGE_CV, "encode", f.camera, f.seq))
                         handover = encoder_free
-                    transit = self.link.transit_s(max(1, int(f.size * lv.bytes_ratio)),
-                                                  handover)
-                    routed[(f.camera, f.seq, False)] = ("cloud", transit, handover + transit)
-                    self._at(handover + transit, "cloud_arrive", f)
+                    to_cloud(f, max(1, int(f.size * lv.bytes_ratio)), handover)
             elif kind == "cloud_arrive":
                 cloud_q.append(data)
                 if cloud_free > 0:
@@ -1041,29 +1042,31 @@ def compare(prof: SystemProfile, duration: float, seeds: list[int]) -> Table:
     return table
 
 
+def best_baselines(table: Table, seeds: list[int]) -> dict[tuple[str, str, int], str]:
+    """The baseline with the lowest p95 per (load, link, seed index); neither ours nor
+    the reference counts."""
+    names = sorted({k[2] for k in table} - {"ours", REFERENCE})
+    return {(load, link_name, i): min(names, key=lambda n: table[(load, link_name, n)][i]["p95"])
+            for load, link_name in {(k[0], k[1]) for k in table} for i in range(len(seeds))}
+
+
 def p95_ratios(table: Table, seeds: list[int]) -> tuple[dict[str, float], dict]:
     """Ours / best baseline p95 per cell and seed; geometric mean per load."""
-    names = sorted({k[2] for k in table} - {"ours", REFERENCE})
     ratios: dict[str, list[float]] = {}
     cells = {}
-    for load, link_name in {(k[0], k[1]) for k in table}:
-        for i, seed in enumerate(seeds):
-            p95 = {n: table[(load, link_name, n)][i]["p95"] for n in names + ["ours"]}
-            best = min(names, key=lambda n: p95[n])
-            ratios.setdefault(load, []).append(p95["ours"] / p95[best])
-            cells[f"{load}/{link_name}/seed{seed}"] = (round(p95["ours"] / p95[best], 3), best)
+    for (load, link_name, i), best in best_baselines(table, seeds).items():
+        r = table[(load, link_name, "ours")][i]["p95"] / table[(load, link_name, best)][i]["p95"]
+        ratios.setdefault(load, []).append(r)
+        cells[f"{load}/{link_name}/seed{seeds[i]}"] = (round(r, 3), best)
     return {load: geomean(v) for load, v in ratios.items()}, cells
 
 
 def reference_ratio(table: Table, seeds: list[int]) -> float:
     """The fastest-first reference's p95 / the best baseline's, busy cells, geometric mean."""
-    names = sorted({k[2] for k in table} - {"ours", REFERENCE})
-    out = []
-    for link_name in LINKS:
-        for i, _ in enumerate(seeds):
-            best = min(table[("busy", link_name, n)][i]["p95"] for n in names)
-            out.append(table[("busy", link_name, REFERENCE)][i]["p95"] / best)
-    return geomean(out)
+    return geomean([table[(load, link_name, REFERENCE)][i]["p95"]
+                    / table[(load, link_name, best)][i]["p95"]
+                    for (load, link_name, i), best in best_baselines(table, seeds).items()
+                    if load == "busy"])
 
 
 def _by_load(table: Table) -> dict[tuple[str, str, str], list[dict]]:

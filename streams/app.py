@@ -392,13 +392,10 @@ class Pipeline:
                         # (an agreement-only shadow skips it: the policy does not count it)
                         delay = self.link.transit_s(len(r.item.value or b""), now / 1000)
                         loop.call_later(delay, lambda c=copy: asyncio.ensure_future(
-                            self._send_copy(c)))
+                            self._send_then_ack(c)))
                     else:
                         self._watch(await copy())
             await self.dead_letter(rejected)
-
-    async def _send_copy(self, send: Any) -> None:
-        self._watch(await send())
 
     def _shadow_due(self, camera: str) -> bool:
         """Every 1/shadow_rate-th edge frame (a deficit counter, not a coin flip); every
@@ -414,9 +411,12 @@ class Pipeline:
             return True
         return False
 
-    async def _send_then_ack(self, send: Any, event: Any) -> None:
+    async def _send_then_ack(self, send: Any, event: Any = None) -> None:
+        """Send (after the emulated link held it), then ack the message it came from (a
+        copy has none to ack: its frame went to the edge)."""
         self._watch(await send())
-        event.ack()
+        if event is not None:
+            event.ack()
 
     async def _decisions(self) -> None:
         """Run the policy's control step (if it has one) and publish what it decided."""
