@@ -1151,8 +1151,9 @@ def main() -> None:
     print(f"sim model MAPE (mean latency, true inputs): {mape:.3f}")
     mape_online = online_mape(prof, duration, seeds[0])
 
-    tests = [step_test(prof, "delay", 5.0, duration * 1.5, seeds[0]),
-             step_test(prof, "edge", 3.0, duration * 1.5, seeds[0])]
+    step_s = max(duration * 1.5, 60.0)  # the split settles ~35 s in: step after that
+    tests = [step_test(prof, "delay", 5.0, step_s, seeds[0]),
+             step_test(prof, "edge", 3.0, step_s, seeds[0])]
     for st in tests:
         print(f"step {st['what']} x{st['factor']:g} at {st['t_step']:.0f}s: ratio settles at "
               f"{st['final_ratio']:.2f} within {st['settle_intervals']} control intervals")
