@@ -53,24 +53,34 @@ def test_injected_node_slowdown_is_detected_and_explained_within_60s(
             f"http://127.0.0.1:{slow.web_port}/fault?delay_ms=200", method="POST")
         urllib.request.urlopen(req, timeout=5).read()
         injected = now_ms()
-        rcs = consume(s, names.rootcauses, until=lambda m: any(
-            RootCause.parse(x.value()).start_ms >= injected - 5000 for x in m),
-            timeout_s=60, what="a root cause after the injection")
+
+        def after(rc: RootCause) -> bool:
+            return rc.start_ms >= injected - 5000
+
+        def ours(rc: RootCause) -> bool:  # the root cause of an anomaly on the slowed node
+            return after(rc) and rc.anomaly_id.startswith("node-b/")
+
+        rcs = [RootCause.parse(m.value()) for m in consume(
+            s, names.rootcauses, until=lambda m: any(ours(RootCause.parse(x.value())) for x in m),
+            timeout_s=60, what="the root cause of an anomaly on node-b after the injection")]
         found_s = (now_ms() - injected) / 1000
     finally:
         stop.set()
         feeder.join()
-    rc = next(r for r in (RootCause.parse(m.value()) for m in rcs)
-              if r.start_ms >= injected - 5000)
-    # (a warm-up blip may have paged before the injection: look past it)
+    rc = next(r for r in rcs if ours(r))
+    # other series may page as well (a camera-wide dip while the cloud's queue fills):
+    # those are listed in a failure message, the slowed node's anomaly is the one judged
+    seen = [(r.anomaly_id, [(c.dimension, c.value, c.metric, round(c.score, 3))
+                            for c in r.causes[:3]]) for r in rcs if after(r)]
     anomalies = [Anomaly.parse(m.value()) for m in consume(
         s, names.anomalies, until=lambda m: any(
-            Anomaly.parse(x.value()).start_ms >= injected - 5000 for x in m),
-        timeout_s=10, what="the anomaly after the injection")]
-    assert any(a.start_ms >= injected - 5000 and a.node == "node-b" for a in anomalies)
+            Anomaly.parse(x.value()).id == rc.anomaly_id for x in m),
+        timeout_s=10, what="the anomaly of that root cause")]
+    anomaly = next(a for a in anomalies if a.id == rc.anomaly_id)
+    assert anomaly.node == "node-b" and anomaly.start_ms >= injected - 5000, anomaly
     top = rc.causes[0]
     named = {f"{top.dimension}={top.value}", *top.same_as}
-    assert "node=node-b" in named, f"top cause {named} / {top.metric}"
+    assert "node=node-b" in named, f"top cause {named} / {top.metric}; root causes: {seen}"
     assert top.metric in ("infer_ms", "total_ms", "queue_ms"), [
         (c.dimension, c.value, c.metric, c.baseline, c.anomaly, round(c.score, 3)) for c in rc.causes[:6]]
     assert top.anomaly > top.baseline
