@@ -52,9 +52,15 @@ class RootCauseAnalyzer:
                 f"min_anomaly_s={self.min_anomaly_s})")
 
     def periods(self, anomaly: Anomaly, until_ms: int | None = None) -> Periods:
-        end = max(anomaly.end_ms, until_ms or 0)
+        """The anomaly's windows, extended with the whole windows that ended by
+        ``until_ms``. A window still open then, or not yet in the store, would read as
+        silence (0 frames/s on every leaf): pass the time by which windows have landed."""
+        window_s = anomaly.window_s or 10
+        step = window_s * 1000
+        until = (until_ms or 0) - (until_ms or 0) % step
+        end = max(anomaly.end_ms, until)
         start = min(anomaly.start_ms, end - self.min_anomaly_s * 1000)
-        return Periods.around(start, end, window_s=anomaly.window_s or 10,
+        return Periods.around(start, end, window_s=window_s,
                               baseline_s=self.baseline_s, gap_s=self.gap_s)
 
     def cube(self, periods: Periods) -> tuple[Cube, list[str]]:
@@ -68,7 +74,8 @@ class RootCauseAnalyzer:
         return cube, sqls
 
     def analyze(self, anomaly: Anomaly, until_ms: int | None = None) -> RootCause:
-        """Rank causes for ``anomaly``; ``until_ms`` extends its period with later windows."""
+        """Rank causes for ``anomaly``; ``until_ms`` extends its period with the later
+        windows that ended by then (see :meth:`periods`)."""
         periods = self.periods(anomaly, until_ms)
         cube, sqls = self.cube(periods)
         ranker = self.ranker or RiskRanker()

@@ -105,11 +105,19 @@ class ControlPlane:
 
     def _analyze(self, a: Anomaly) -> Any:
         """Periods in windows: a baseline of 60 windows (10 min at 10 s windows) ending 2
-        windows before the anomaly, which spans at least 3 windows."""
+        windows before the anomaly, which spans at least 3 windows, and takes in the later
+        windows that have landed in the store (:meth:`landed_ms`)."""
         w = max(1, a.window_s)
         analyzer = RootCauseAnalyzer(self.p.store, baseline_s=60 * w, gap_s=2 * w,
                                      min_anomaly_s=3 * w)
-        return analyzer.analyze(a, until_ms=now_ms())
+        return analyzer.analyze(a, until_ms=self.landed_ms())
+
+    def landed_ms(self) -> int:
+        """By when windows have reached the store: a window closes 1 s after it ends
+        (``WindowAggregator`` grace), is sent on the next 1 s timer tick, and the sink
+        writes it within a flush interval; one more second of margin. Windows ending
+        later may be missing rows, which would read as a drop in frames per second."""
+        return now_ms() - int((3.0 + self.p.settings.sink_flush_s) * 1000)
 
 
 class ActionFollower:

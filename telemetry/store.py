@@ -107,6 +107,21 @@ class ServerStore:
         for stmt in ddl(self.database):
             self._execute(stmt)
         migrate(self)
+        self._use_own_database()
+
+    def _use_own_database(self) -> None:
+        """Once our database exists, make it the session's default, so that a query may
+        name ``telemetry_windows`` without ``autosteer.`` in front (the client sends the
+        database when it connects: switch, then reconnect on the next query)."""
+        conn = self._client.connection
+        if conn.database == self.database:
+            return
+        rows = self._execute("SELECT count() FROM system.databases WHERE name = %(name)s",
+                             {"name": self.database})
+        if rows and rows[0][0]:
+            with self._lock:
+                conn.database = self.database
+                self._client.disconnect()
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if rows:  # columnar: clickhouse-driver skips its row-to-column transpose
@@ -115,6 +130,7 @@ class ServerStore:
 
     def query(self, sql: str, *, readonly: bool = False) -> tuple[list[str], Rows]:
         settings: dict[str, Any] = {}
+        self._use_own_database()
         if readonly:
             sql = check_read_only(sql)
             settings = {"readonly": 2, "max_execution_time": 30, "max_result_rows": 100_000,
@@ -164,6 +180,20 @@ class EmbeddedStore:
         for stmt in ddl(self.database):
             self._run(stmt)
         migrate(self)
+        self._use_own_database()
+
+    _using = False
+
+    def _use_own_database(self) -> None:
+        """Once our database exists, make it the session's default (``USE``), so that a
+        query may name ``telemetry_windows`` without the database in front."""
+        if self._using:
+            return
+        try:
+            self._run(f"USE {self.database}")
+        except StoreError:
+            return  # not set up yet: qualified names still work, unqualified ones say why
+        self._using = True
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
@@ -173,6 +203,7 @@ class EmbeddedStore:
                   f"FORMAT JSONEachRow\n{body}")
 
     def query(self, sql: str, *, readonly: bool = False) -> tuple[list[str], Rows]:
+        self._use_own_database()
         if readonly:
             sql = check_read_only(sql)
             sql = f"{sql}\nSETTINGS readonly = 2, max_execution_time = 30" if sql.split(None, 1)[0].lower() in ("select", "with") and not re.search(r"\bsettings\b", sql, re.I) else sql

@@ -152,3 +152,19 @@ def test_all_generated_sql_is_read_only(metric: str) -> None:
 def test_values_are_quoted() -> None:
     assert quote("a'b\\c") == "'a\\'b\\\\c'"
     assert "'x\\' OR 1'" in evidence_sql("db", METRICS["fps"], "camera", "x' OR 1", PERIODS)
+
+
+def test_windows_still_open_when_analyzed_stay_out_of_the_anomalous_period() -> None:
+    """An open (or not yet stored) window has no rows: inside the period it would read
+    as 0 frames/s on every leaf. The period takes only whole windows ended by ``until``."""
+    from autosteer.anomaly import Anomaly
+    from autosteer.rootcause import RootCauseAnalyzer
+
+    a = Anomaly(node="edge-1", camera="cam1", tier="edge", metric="infer_ms",
+                detector="RobustZScore", start_ms=620_000, end_ms=650_000, window_s=10,
+                score=9.0, threshold=6.0)
+    analyzer = RootCauseAnalyzer(store=None, min_anomaly_s=30)  # type: ignore[arg-type]
+    assert analyzer.periods(a).end_ms == 650_000
+    assert analyzer.periods(a, until_ms=655_000).end_ms == 650_000  # 650-660 s still open
+    assert analyzer.periods(a, until_ms=671_000).end_ms == 670_000
+    assert analyzer.periods(a, until_ms=640_000).end_ms == 650_000  # never shorter

@@ -43,6 +43,14 @@ def test_rows_are_queryable_with_sql(store: TelemetryStore) -> None:
     assert str(res[0][3]) == "2025-11-13"
 
 
+def test_unqualified_table_names_mean_the_telemetry_database(store: TelemetryStore) -> None:
+    store.insert(FRAMES_TABLE, COLUMNS, rows(30, "edge"))
+    _, res = store.query(f"SELECT count() FROM {FRAMES_TABLE}", readonly=True)
+    assert res == [(30,)]
+    _, res = store.query("SELECT currentDatabase()", readonly=True)
+    assert res == [(store.database,)]
+
+
 def test_quantiles_and_buckets_work_on_both_versions(store: TelemetryStore) -> None:
     store.insert(FRAMES_TABLE, COLUMNS, rows(200, "edge"))
     _, res = store.query(
