@@ -135,7 +135,13 @@ class ServerStore:
             sql = check_read_only(sql)
             settings = {"readonly": 2, "max_execution_time": 30, "max_result_rows": 100_000,
                         "result_overflow_mode": "break"}
-        rows, meta = self._execute(sql, with_column_types=True, settings=settings)
+        try:
+            rows, meta = self._execute(sql, with_column_types=True, settings=settings)
+        except StoreError as exc:
+            if self._client.connection.database != self.database:  # it was not there
+                raise StoreError(f"{exc}\n(the telemetry database {self.database!r} does not "
+                                 "exist yet: a worker with the sink role creates it)") from exc
+            raise
         return [m[0] for m in meta], [tuple(r) for r in rows]
 
     def close(self) -> None:

@@ -51,6 +51,21 @@ def test_unqualified_table_names_mean_the_telemetry_database(store: TelemetrySto
     assert res == [(store.database,)]
 
 
+def test_a_server_query_before_any_worker_says_who_creates_the_database(clickhouse) -> None:
+    from autosteer.errors import StoreError
+    from autosteer.telemetry.store import ServerStore
+    from helpers import unique
+
+    store = ServerStore(clickhouse.url(unique("db")))  # `autosteer sql` before any worker
+    try:
+        with pytest.raises(StoreError, match="a worker with the sink role creates it"):
+            store.query(f"SELECT count() FROM {FRAMES_TABLE}", readonly=True)
+        store.setup()  # a worker came up: the same session now finds the table
+        assert store.query(f"SELECT count() FROM {FRAMES_TABLE}", readonly=True)[1] == [(0,)]
+    finally:
+        store.close()
+
+
 def test_quantiles_and_buckets_work_on_both_versions(store: TelemetryStore) -> None:
     store.insert(FRAMES_TABLE, COLUMNS, rows(200, "edge"))
     _, res = store.query(
