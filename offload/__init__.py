@@ -26,6 +26,7 @@ from autosteer.offload.policy import (
     Tier,
     cloud_copy,
     cloud_level,
+    count_copy,
 )
 from autosteer.offload.profiles import FULL, QualityLevel, SystemProfile, TierProfile
 from autosteer.offload.queueing import ModelInputs, OffloadModel, Prediction
@@ -62,6 +63,7 @@ __all__ = [
     "Window",
     "cloud_copy",
     "cloud_level",
+    "count_copy",
     "pgd",
     "project",
 ]

@@ -262,6 +262,15 @@ class OffloadController:
             live.dispatch(dataclasses.replace(frame, size_bytes=size), "cloud", now)
         return tier
 
+    def copied(self, frame: FrameMeta) -> None:
+        """The router also sends ``frame`` (just sent to the edge) to the cloud, as
+        captured (an agreement shadow; see :func:`~autosteer.offload.policy.count_copy`):
+        it queues on the link and the cloud like a copy of ours, and measures them as well,
+        so it stands in for the next explore copy."""
+        size = frame.size_bytes or int(self._live.size(frame.camera))
+        self._live.dispatch(dataclasses.replace(frame, size_bytes=size), "cloud", self.clock())
+        self._explore_credit = max(0.0, self._explore_credit - 1.0)
+
     def learn(self, obs: Observation) -> None:
         self._live.learn(obs, self.clock())
 

@@ -93,6 +93,22 @@ def cloud_copy(policy: object) -> bool:
     return getattr(policy, "copy", False) is True
 
 
+def count_copy(policy: object, frame: FrameMeta) -> bool:
+    """The router copies ``frame``, which ``policy`` just sent to the edge, to the cloud
+    for its own reasons (an agreement shadow): tell a policy that keeps count (a
+    ``copied(frame)`` method), so it plans for the copy's load on the link and the cloud
+    and learns from its answer (an ``Observation`` with ``copy=True``). True if it does.
+
+    >>> count_copy(FixedRatio(0.5), FrameMeta("cam1", 0, 0, 80_000))
+    False
+    """
+    copied = getattr(policy, "copied", None)
+    if not callable(copied):
+        return False
+    copied(frame)
+    return True
+
+
 class FixedRatio:
     """Send ``edge_ratio`` of frames to the edge, spread evenly (deficit round robin)."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -21,6 +21,7 @@ from autosteer.offload.policy import (
     Tier,
     cloud_copy,
     cloud_level,
+    count_copy,
 )
 from autosteer.processors.decode import decode_jpeg
 from autosteer.processors.detector import Detector
@@ -74,7 +75,8 @@ class Routed:
     tier: Tier
     frame: FrameRecord
     payload: bytes | None = None  # the record re-encoded at the policy's quality level
-    copy: bool = False  # an edge frame the policy also wants on the cloud (cloud_copy)
+    copy: bool = False  # an edge frame also on the cloud that the policy counts (and learns from)
+    shadow: bool = False  # an edge frame also sent to the cloud, as captured (copy or agreement)
 
     @property
     def value(self) -> bytes | None:
@@ -82,10 +84,13 @@ class Routed:
         return self.item.value if self.payload is None else self.payload
 
 
-def route(items: Sequence[Incoming], policy: OffloadPolicy) -> tuple[list[Routed], list[Rejected]]:
+def route(items: Sequence[Incoming], policy: OffloadPolicy,
+          shadow_due: Callable[[str], bool] | None = None) -> tuple[list[Routed], list[Rejected]]:
     """Validate each frame and let ``policy`` pick its tier; a frame for the cloud is
-    re-encoded at the quality level the policy chose for it (:func:`cloud_level`); an edge
-    frame may be marked for a copy on the cloud (:func:`cloud_copy`)."""
+    re-encoded at the quality level the policy chose for it (:func:`cloud_level`). An edge
+    frame is also shadowed to the cloud when the policy wants a copy (:func:`cloud_copy`)
+    or ``shadow_due(camera)`` says an agreement sample is due; the policy is told of the
+    latter right away (:func:`count_copy`), before it decides the next frame."""
     routed, rejected = [], []
     for it in items:
         try:
@@ -96,7 +101,15 @@ def route(items: Sequence[Incoming], policy: OffloadPolicy) -> tuple[list[Routed
         except RecordError as exc:
             rejected.append(Rejected(it, exc))
             continue
-        tier = policy.decide(FrameMeta(frame.camera, frame.seq, frame.ts_ms, len(it.value or b"")))
+        meta = FrameMeta(frame.camera, frame.seq, frame.ts_ms, len(it.value or b""))
+        tier = policy.decide(meta)
+        copy = shadow = False
+        if tier == "edge":
+            copy = cloud_copy(policy)
+            due = shadow_due is not None and shadow_due(frame.camera)
+            shadow = copy or due
+            if due and not copy:
+                copy = count_copy(policy, meta)
         payload = None
         level = cloud_level(policy) if tier == "cloud" else None
         if level is not None and not level.is_full:
@@ -108,8 +121,7 @@ def route(items: Sequence[Incoming], policy: OffloadPolicy) -> tuple[list[Routed
                 payload = frame.dumps()
             except DecodeError:
                 pass  # not an image: the cloud detector rejects it to the dead letters
-        routed.append(Routed(it, tier, frame, payload,
-                             copy=tier == "edge" and cloud_copy(policy)))
+        routed.append(Routed(it, tier, frame, payload, copy=copy, shadow=shadow))
     return routed, rejected
 
 

@@ -299,3 +299,28 @@ def test_keeps_measuring_the_cloud_with_copies_when_it_sends_it_nothing() -> Non
     assert w.ctl.live.outstanding("cloud") <= 1, "copies are retired as they come back"
     measured = [d.measured_mean_ms for d in late if d.measured_mean_ms == d.measured_mean_ms]
     assert max(measured) < 100, "a copy's latency is not measured as a frame's"
+
+
+def test_the_router_tells_the_controller_of_its_agreement_shadows() -> None:
+    """An agreement shadow of an edge frame loads the link and the cloud like a copy of
+    the controller's own: ``route`` tells the controller (``count_copy``) before the next
+    frame is decided, marks the frame a counted copy, and it stands in for an explore copy.
+    A policy that keeps no count gets a plain shadow."""
+    import numpy as np
+    from autosteer.offload import FixedRatio
+    from autosteer.processors.decode import encode_jpeg
+    from autosteer.streams.pipeline import Incoming, route
+    from autosteer.topics.records import FrameRecord
+
+    jpeg = encode_jpeg(np.zeros((48, 64, 3), dtype=np.uint8), 85)
+    frames = [Incoming(FrameRecord(camera="cam1", seq=i, ts_ms=i * 100, jpeg=jpeg).dumps(),
+                       b"cam1") for i in range(20)]
+    ctl = OffloadController(PROFILE, ControlConfig(warmup_offload=0.0, explore=0.0, slack=0.0),
+                            clock=lambda: 1.0)
+    routed, _ = route(frames, ctl, shadow_due=lambda camera: True)
+    assert all(r.tier == "edge" and r.shadow and r.copy for r in routed)
+    assert ctl.live.outstanding("cloud") == 20 and ctl.live.outstanding("edge") == 20
+    routed, _ = route(frames[:4], FixedRatio(1.0), shadow_due=lambda camera: True)
+    assert all(r.shadow and not r.copy for r in routed)
+    routed, _ = route(frames[:4], ctl)  # no shadows due: only what the policy asks for
+    assert not any(r.shadow or r.copy for r in routed)
