@@ -354,7 +354,8 @@ class Pipeline:
         out = {t: self.topics[self.names.tier_topic(t)] for t in ("edge", "cloud")}
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(256, within=0.005):
-            routed, rejected = route([incoming(e) for e in events], self.policy)
+            routed, rejected = route([incoming(e) for e in events], self.policy,
+                                     self._shadow_due)
             now = now_ms()
             ts = str(now).encode()
             by_pos = {(e.message.partition, e.message.offset): e for e in events}
@@ -375,10 +376,9 @@ class Pipeline:
                         self._send_then_ack(s, ev)))
                 else:
                     self._watch(await send())
-                due = r.tier == "edge" and self._shadow_due(r.frame.camera)
-                if due or r.copy:
+                if r.shadow:
                     # also to the cloud as captured, marked: its answer measures the edge's
-                    # agreement, and for a copy the policy asked for, the link and the cloud
+                    # agreement, and for a copy the policy counts, the link and the cloud
                     key = (r.frame.camera, r.frame.seq)
                     self._shadowed[key] = time.time()
                     if r.copy:
@@ -388,8 +388,8 @@ class Pipeline:
                         value=r.item.value,
                         headers=[(H.ROUTED_MS, ts), (H.TIER, b"cloud"), (H.SHADOW, b"1"),
                                  (H.PRODUCED_MS, str(r.item.produced_ms).encode())])
-                    if r.copy and self.link is not None:  # over the same emulated link
-                        # (an agreement-only shadow skips it: the policy does not count it)
+                    if self.link is not None:  # over the same emulated link, as a real
+                        # network would carry it (counted or not by the policy)
                         delay = self.link.transit_s(len(r.item.value or b""), now / 1000)
                         loop.call_later(delay, lambda c=copy: asyncio.ensure_future(
                             self._send_then_ack(c)))

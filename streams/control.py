@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+ANALYSES = 4  # root-cause analyses running at once (each a few read-only queries)
+
 
 class ControlPlane:
     """Anomaly detection and root-cause analysis inside one worker."""
@@ -40,6 +42,8 @@ class ControlPlane:
     def __init__(self, pipeline: Pipeline) -> None:
         self.p = pipeline
         self.monitor = AnomalyMonitor()
+        self._analyses = asyncio.Semaphore(ANALYSES)
+        self._tasks: set[asyncio.Future] = set()
         self.anomalies = 0
         self.rootcauses = 0
         self.actions = 0
@@ -71,6 +75,21 @@ class ControlPlane:
                          f"{a.node}/{a.camera or '-'}/{a.tier or '-'}", "camera": a.camera,
                          "tier": a.tier, "id": a.id})
         p._watch(await p.topics[p.names.anomalies].send(key=a.node.encode(), value=a.dumps()))
+        # explained in the background: the windows agent goes on reading, and anomalies
+        # that open together are analyzed together (at most ANALYSES at once)
+        task = asyncio.ensure_future(self._explain(a))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _explain(self, a: Anomaly) -> None:
+        try:
+            async with self._analyses:
+                await self._root_cause(a)
+        except Exception:  # one failed analysis never stops the others
+            log.exception("root-cause analysis of %s failed", a.id)
+
+    async def _root_cause(self, a: Anomaly) -> None:
+        p = self.p
         loop = asyncio.get_running_loop()
         # the anomalous windows reach the store through the sink: give it a flush or two
         await asyncio.sleep(2 * p.settings.sink_flush_s + 1.0)

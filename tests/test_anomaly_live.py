@@ -60,9 +60,17 @@ def test_injected_node_slowdown_is_detected_and_explained_within_60s(
         def ours(rc: RootCause) -> bool:  # the root cause of an anomaly on the slowed node
             return after(rc) and rc.anomaly_id.startswith("node-b/")
 
-        rcs = [RootCause.parse(m.value()) for m in consume(
-            s, names.rootcauses, until=lambda m: any(ours(RootCause.parse(x.value())) for x in m),
-            timeout_s=60, what="the root cause of an anomaly on node-b after the injection")]
+        rcs: list[RootCause] = []
+
+        def explained(m: list) -> bool:
+            rcs[:] = [RootCause.parse(x.value()) for x in m]
+            return any(ours(r) for r in rcs)
+
+        try:
+            consume(s, names.rootcauses, until=explained, timeout_s=60,
+                    what="the root cause of an anomaly on node-b after the injection")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; root causes: {[r.anomaly_id for r in rcs]}") from None
         found_s = (now_ms() - injected) / 1000
     finally:
         stop.set()
