@@ -9,7 +9,7 @@ kind              what happens                            expected cause
 node_slowdown     ``cpu_hog``: another process eats a     (node, N, host_cpu_percent)
                   node's CPU; ``service_delay``: model     (node, N, infer_ms)
                   calls on a node take longer
-link_degradation  the edge-to-cloud hop is slow and       (tier, cloud, queue_ms)
+link_degradation  the edge-to-cloud hop is slow and       (tier, cloud, link_ms)
                   jittery
 camera_failure    ``stall``: a camera sends a fraction    (camera, C, fps)
                   of its frames; ``kill``: none
@@ -98,7 +98,7 @@ class Fault:
             metric = "host_cpu_percent" if self.variant == "cpu_hog" else "infer_ms"
             return "node", self.target, metric
         if self.kind == "link_degradation":
-            return "tier", "cloud", "queue_ms"
+            return "tier", "cloud", "link_ms"
         if self.kind == "camera_failure":
             return "camera", self.target, "fps"
         if self.kind == "bad_deploy":

@@ -62,12 +62,16 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
            home="camera", unit="boxes"),
     Metric("score", WINDOWS_TABLE, *_sketch("score"), -1, home="camera", unit="confidence"),
     Metric("total_ms", WINDOWS_TABLE, "sum_total_ms", "frames", +1,
-           parents=("infer_ms", "queue_ms", "route_ms", "decode_ms", "ingest_ms"), unit="ms"),
+           parents=("infer_ms", "queue_ms", "route_ms", "link_ms", "decode_ms", "ingest_ms"),
+           unit="ms"),
     Metric("infer_ms", WINDOWS_TABLE, *_sketch("infer_ms"), +1, parents=("host_cpu_percent",),
            unit="ms"),
     Metric("queue_ms", WINDOWS_TABLE, *_sketch("queue_ms"), +1, parents=("infer_ms",),
            home="tier", unit="ms"),
     Metric("route_ms", FRAMES_TABLE, "sample_weight * route_ms", "sample_weight", +1,
+           home="tier", unit="ms"),
+    # router -> detector's worker: the Kafka hop, and for cloud rows the edge-to-cloud link
+    Metric("link_ms", FRAMES_TABLE, "sample_weight * link_ms", "sample_weight", +1,
            home="tier", unit="ms"),
     Metric("decode_ms", FRAMES_TABLE, "sample_weight * decode_ms", "sample_weight", +1,
            parents=("host_cpu_percent",), unit="ms"),
@@ -89,7 +93,7 @@ def cause_type(dimension: str, metric: str, *, tiers: Collection[str],
         return "bad_deploy"
     if metric in ("host_cpu_percent", "cpu_percent", "rss_bytes", "infer_ms", "decode_ms"):
         return "node_overload"
-    if metric in ("queue_ms", "route_ms"):
+    if metric in ("queue_ms", "route_ms", "link_ms"):
         return "link_degradation" if set(tiers) == {"cloud"} else "node_overload"
     if metric in ("fps", "ingest_ms"):
         return "camera_failure" if dimension == "camera" else "node_overload"

@@ -161,10 +161,11 @@ def _camera_window(topo: Topology, scene: _Scene, eff: _Effects, rng: np.random.
     delay = np.array([eff.infer_add.get(node, 0.0) for node in nodes])
     infer = base * noise * math.sqrt(level) * slow * paused * (1 + 0.2 * deploys) + base * delay
     backlog = np.maximum(0.0, infer - base * 1.3)
-    queue = (3.0 + 1.5 * backlog) * wait + cloud * (25 + 5 * wait
-                                                   + eff.link_ms * (0.7 + 0.6 * wait))
+    # router -> detector's worker: a Kafka hop; for cloud frames the edge-to-cloud link
+    link = 0.5 + 0.5 * wait + cloud * (20 + 4 * wait + eff.link_ms * (0.7 + 0.6 * wait))
+    queue = (3.0 + 1.5 * backlog) * wait + cloud * (5 + wait)
     decode = decode * slow
-    total = ingest + route + queue + decode + infer + 1.0
+    total = ingest + route + link + queue + decode + infer + 0.5
     depth = rng.poisson(1 + backlog / 20)
     done = (when + total).astype(int)
     quality = 1 - 0.3 * light - 0.3 * deploys
@@ -174,8 +175,8 @@ def _camera_window(topo: Topology, scene: _Scene, eff: _Effects, rng: np.random.
     scores_all = confidence.tolist()
     rows = zip(nodes, cloud.tolist(), boxes.tolist(), ends, done.tolist(), depth.tolist(),
                infer.tolist(), queue.tolist(), total.tolist(), ingest.tolist(), route.tolist(),
-               decode.tolist(), strict=True)
-    for node, to_cloud, k, end, ts, dep, inf, que, tot, ing, rou, dec in rows:
+               decode.tolist(), link.tolist(), strict=True)
+    for node, to_cloud, k, end, ts, dep, inf, que, tot, ing, rou, dec, lnk in rows:
         tier = "cloud" if to_cloud else "edge"
         model_id, version = topo.cloud_model if to_cloud else topo.edge_model
         if node in eff.version:
@@ -193,7 +194,8 @@ def _camera_window(topo: Topology, scene: _Scene, eff: _Effects, rng: np.random.
             out.frames.append(TelemetryRecord(
                 ts_ms=ts, node=node, camera=camera, seq=seq, tier=tier, model_id=model_id,
                 model_version=version, batch_size=1, queue_depth=dep, ingest_ms=ing,
-                route_ms=rou, queue_ms=que, decode_ms=dec, infer_ms=inf, total_ms=tot,
+                route_ms=rou, link_ms=lnk, queue_ms=que, decode_ms=dec, infer_ms=inf,
+                total_ms=tot,
                 n_detections=k, max_score=max(scores, default=0.0),
                 mean_score=sum(scores) / k if k else 0.0, sample_weight=sampler.weight))
 

@@ -305,9 +305,9 @@ class DetectStage:
                 ts_ms=done, node=self.node, camera=frame.camera, seq=frame.seq, tier=self.tier,
                 model_id=detector.model_id, model_version=detector.version,
                 batch_size=len(good), queue_depth=queue_depth,
-                ingest_ms=lat.ingest_ms, route_ms=lat.route_ms, queue_ms=lat.queue_ms,
-                decode_ms=lat.decode_ms, infer_ms=lat.infer_ms, total_ms=lat.total_ms,
-                n_detections=len(boxes), max_score=max(scores, default=0.0),
+                ingest_ms=lat.ingest_ms, route_ms=lat.route_ms, link_ms=lat.link_ms,
+                queue_ms=lat.queue_ms, decode_ms=lat.decode_ms, infer_ms=lat.infer_ms,
+                total_ms=lat.total_ms, n_detections=len(boxes), max_score=max(scores, default=0.0),
                 mean_score=float(np.mean(scores)) if scores else 0.0,
             )
             results.append(Result(det, tel, frame.jpeg if it.shadow else None))

@@ -66,6 +66,7 @@ FRAME_COLUMNS: list[tuple[str, str]] = [
     ("route_ms", "Float32"), ("queue_ms", "Float32"), ("decode_ms", "Float32"),
     ("infer_ms", "Float32"), ("total_ms", "Float32"), ("n_detections", "UInt16"),
     ("max_score", "Float32"), ("mean_score", "Float32"), ("sample_weight", "Float32"),
+    ("link_ms", "Float32"),
 ]
 
 

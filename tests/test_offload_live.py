@@ -11,7 +11,13 @@ import pytest
 from autosteer.processors.decode import encode_jpeg
 from autosteer.settings import Settings
 from autosteer.topics.names import TopicNames
-from autosteer.topics.records import Detection, FrameRecord, OffloadDecision, now_ms
+from autosteer.topics.records import (
+    Detection,
+    FrameRecord,
+    OffloadDecision,
+    TelemetryRecord,
+    now_ms,
+)
 from helpers import Worker, consume, produce
 
 pytestmark = pytest.mark.integration
@@ -44,6 +50,12 @@ def test_controller_routes_publishes_decisions_and_sees_the_link(
     assert min(d.latency.return_ms for d in cloud) >= 40, "and their results on the way back"
     assert all(d.latency.total_ms >= d.latency.link_ms + d.latency.return_ms for d in cloud)
     assert all(d.latency.return_ms == 0 for d in got.values() if d.tier == "edge")
+    # the link time lands in telemetry too (root-cause analysis blames a slow link on it)
+    rows = [TelemetryRecord.parse(m.value()) for m in consume(
+        s, names.telemetry, until=lambda m: sum(
+            TelemetryRecord.parse(x.value()).tier == "cloud" for x in m) >= len(cloud),
+        timeout_s=30, what="the cloud frames' telemetry rows")]
+    assert min(r.link_ms for r in rows if r.tier == "cloud") >= 40
     decisions = [OffloadDecision.parse(m.value()) for m in consume(
         s, names.offload_decisions, until=lambda m: len(m) >= 3, timeout_s=30,
         what="three offload decisions")]

@@ -21,7 +21,8 @@ def rows(n: int, tier: str, base_ms: int = 1_763_000_000_000) -> list[tuple]:
                "tier": tier, "model_id": "m", "model_version": "1", "batch_size": 4,
                "queue_depth": i % 5, "ingest_ms": 1.0, "route_ms": 0.5, "queue_ms": 2.0,
                "decode_ms": 3.0, "infer_ms": 20.0 + i, "total_ms": 30.0 + i,
-               "n_detections": i % 7, "max_score": 0.9, "mean_score": 0.6, "sample_weight": 1.0}
+               "n_detections": i % 7, "max_score": 0.9, "mean_score": 0.6, "sample_weight": 1.0,
+               "link_ms": 1.5}
         out.append(tuple(rec[c] for c in COLUMNS))
     return out
 

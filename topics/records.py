@@ -167,6 +167,8 @@ class TelemetryRecord(Record):
     infer_ms: float
     total_ms: float
     n_detections: int
+    link_ms: float = Field(0.0, description="forwarded by the router -> received by the "
+                           "detector's worker: the Kafka hop, and the emulated link if any")
     max_score: float
     mean_score: float
     sample_weight: float = Field(1.0, ge=1.0, description="1 / sampling rate: how many frames "
