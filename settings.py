@@ -65,8 +65,10 @@ class Settings(BaseSettings):
     offload_policy: Literal["controller", "fixed", "edge-only", "cloud-only", "deepdecision",
                             "fastva", "hill-climbing", "jsec"] = Field(
         "controller", description="how the router picks edge or cloud for each frame")
-    edge_ratio: float = Field(0.5, ge=0.0, le=1.0,
-                              description="share of frames routed to edge (policy 'fixed')")
+    edge_ratio: float | None = Field(
+        None, ge=0.0, le=1.0, description="share of frames routed to edge: the 'fixed' "
+        "policy's split (0.5 when unset); when set, also the controller's split until it has "
+        "measured the link (a placement plan's, from `autosteer deploy`)")
     shadow_rate: float = Field(0.05, ge=0.0, le=1.0, description="share of edge frames also "
                                "sent to the cloud to measure edge/cloud agreement")
     drift_warmup: int = Field(30, ge=5, description="shadow pairs per camera before drift "

@@ -18,6 +18,8 @@ True
 
 from __future__ import annotations
 
+import dataclasses
+
 from autosteer.offload.baselines import (
     CloudOnly,
     DeepDecisionStyle,
@@ -64,19 +66,35 @@ def system_profile(s: Settings) -> SystemProfile:
         levels=parse_levels(s.offload_levels))
 
 
+def controller_config(s: Settings) -> ControlConfig:
+    """The controller's knobs from settings. An edge ratio, when set (a placement plan's,
+    written by ``autosteer deploy``), is its split until the link is measured; unset, the
+    controller starts from its own warm-up share.
+
+    >>> controller_config(Settings()).warmup_offload
+    0.2
+    >>> controller_config(Settings(edge_ratio=0.7)).warmup_offload
+    0.3
+    """
+    cfg = ControlConfig(accuracy_floor=s.accuracy_floor, auto_tick=False)
+    if s.edge_ratio is not None:
+        share = round(max(cfg.explore, 1.0 - s.edge_ratio), 6)
+        cfg = dataclasses.replace(cfg, warmup_offload=share)
+    return cfg
+
+
 def make_policy(s: Settings) -> OffloadPolicy:
     """The policy named by ``s.offload_policy``."""
     name = s.offload_policy
     if name == "fixed":
-        return FixedRatio(s.edge_ratio)
+        return FixedRatio(0.5 if s.edge_ratio is None else s.edge_ratio)
     if name == "edge-only":
         return EdgeOnly()
     if name == "cloud-only":
         return CloudOnly()
     profile = system_profile(s)
     if name == "controller":
-        return OffloadController(profile, ControlConfig(accuracy_floor=s.accuracy_floor,
-                                                        auto_tick=False))
+        return OffloadController(profile, controller_config(s))
     if name == "deepdecision":
         return DeepDecisionStyle(profile, accuracy_floor=s.accuracy_floor)
     if name == "fastva":
