@@ -148,8 +148,9 @@ class RiskRanker:
 
     A model version seen in the anomalous period but not in the baseline is a deploy: its
     slice is the leaves that run it now, compared with what those leaves did before.
-    Slices holding exactly the same leaves are one candidate, named by the new version,
-    else by the metric's home dimension; the others are listed in ``same_as``.
+    Slices holding exactly the same leaves (for a ratio metric: the same leaves with rows
+    in both periods) are one candidate, named by the new version, else by the metric's
+    home dimension; the others are listed in ``same_as``.
     """
 
     def __init__(self, leaf_z: float = 3.0, half_z: float = 10.0, parent_discount: float = 0.75,
@@ -225,7 +226,12 @@ class RiskRanker:
                 cand = self._score(cube, m, dimension, value, leaves, version, new, stats,
                                    positive, leaf_stats)
                 if cand is not None:
-                    groups.setdefault(leaves, []).append(cand)
+                    # one candidate per set of leaves that carry the metric: for a ratio,
+                    # a leaf with no rows in the anomalous period adds nothing (a sampled
+                    # metric's sparse leaf must not split tier=cloud from its one version)
+                    key = leaves if m.den is None else frozenset(
+                        leaf for leaf in leaves if leaf in stats)
+                    groups.setdefault(key, []).append(cand)
         out = []
         for same in groups.values():
             same.sort(key=lambda c: (not c.new_version, c.dimension != m.home,
