@@ -7,7 +7,8 @@ each window record and ``update_node(heartbeat)`` for each node record, and forw
 what they return.
 
 A camera that stops sending frames sends no windows either, so silence is data: once
-other series are ``missing_after`` windows ahead, each window a series missed is fed
+other series are ``missing_after`` windows (and at least ``missing_after_s`` seconds)
+ahead, each window a series missed is fed
 to its ``fps`` detector as 0 frames per second (for ``forget_after`` windows at most),
 and a series silent for ``silence`` windows pages (detector ``"Silence"``) even when its
 detector would not.
@@ -73,7 +74,7 @@ class AnomalyMonitor:
     def __init__(self, univariate: DetectorFactory | None = robust_detector,
                  multivariate: DetectorFactory | None = None, window_s: int = 10,
                  involved_z: float = 3.0, missing_after: int = 2, silence: int = 3,
-                 forget_after: int = 360) -> None:
+                 forget_after: int = 360, missing_after_s: float = 10.0) -> None:
         if univariate is None and multivariate is None:
             raise ValueError("AnomalyMonitor needs a univariate or a multivariate detector "
                              "factory (or both); got neither")
@@ -82,6 +83,8 @@ class AnomalyMonitor:
         self.window_s = window_s
         self.involved_z = involved_z
         self.missing_after = missing_after
+        # short windows: another worker's windows may arrive a few seconds late
+        self.missing_after_s = missing_after_s
         self.silence = silence
         self.forget_after = forget_after
         self._detectors: dict[tuple[SeriesKey, str], Detector] = {}
@@ -118,7 +121,8 @@ class AnomalyMonitor:
         out: list[Anomaly] = []
         for key, (seen, filled, window_s) in list(self._last.items()):
             step = window_s * 1000
-            until = ts_ms - self.missing_after * step
+            until = ts_ms - max(self.missing_after * step,
+                                -(-int(self.missing_after_s * 1000) // step) * step)
             if filled >= until:
                 continue
             if (until - seen) // step > self.forget_after:

@@ -111,3 +111,18 @@ def test_a_quiet_series_that_goes_silent_pages_as_silence_then_is_forgotten() ->
     assert [(a.camera, a.metric, a.detector) for a in found] == [("cam1", "fps", "Silence")]
     assert found[0].start_ms == T0 + 450_000 and found[0].score >= 3
     assert SeriesKey("edge-1", "cam1", "edge") not in monitor._last  # forgotten
+
+
+def test_a_node_whose_short_windows_arrive_late_is_not_taken_for_silent() -> None:
+    """1 s windows: node-b's reach the monitor 6 windows after node-a's (its sink and
+    timers run late, not its camera). Lateness under ``missing_after_s`` is not silence."""
+    def short(i: int, node: str) -> WindowRecord:
+        return window(i, node=node).model_copy(update={"ts_ms": T0 + i * 1000, "window_s": 1})
+
+    monitor = AnomalyMonitor(window_s=1)
+    found = []
+    for i in range(200):
+        found += monitor.update(short(i, "node-a"))
+        if i >= 6:
+            found += monitor.update(short(i - 6, "node-b"))
+    assert found == [], [(a.node, a.metric, a.detector) for a in found]
