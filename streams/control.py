@@ -132,11 +132,12 @@ class ControlPlane:
         return analyzer.analyze(a, until_ms=self.landed_ms())
 
     def landed_ms(self) -> int:
-        """By when windows have reached the store: a window closes 1 s after it ends
-        (``WindowAggregator`` grace), is sent on the next 1 s timer tick, and the sink
-        writes it within a flush interval; one more second of margin. Windows ending
-        later may be missing rows, which would read as a drop in frames per second."""
-        return now_ms() - int((3.0 + self.p.settings.sink_flush_s) * 1000)
+        """By when windows have reached the store: a window closes the aggregator's grace
+        after it ends, is sent on the next 1 s timer tick, and the sink writes it within a
+        flush interval; one more second of margin. Windows ending later may be missing
+        rows, which would read as a drop in frames per second."""
+        p = self.p
+        return now_ms() - int((p.windows.grace_s + 2.0 + p.settings.sink_flush_s) * 1000)
 
 
 class ActionFollower:

@@ -188,18 +188,19 @@ class EmbeddedStore:
         migrate(self)
         self._use_own_database()
 
-    _using = False
+    _using: str | None = None  # the database the session USEs
 
     def _use_own_database(self) -> None:
         """Once our database exists, make it the session's default (``USE``), so that a
-        query may name ``telemetry_windows`` without the database in front."""
-        if self._using:
+        query may name ``telemetry_windows`` without the database in front (again after
+        ``database`` changes, as the server store's connection does)."""
+        if self._using == self.database:
             return
         try:
             self._run(f"USE {self.database}")
         except StoreError:
             return  # not set up yet: qualified names still work, unqualified ones say why
-        self._using = True
+        self._using = self.database
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
