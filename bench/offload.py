@@ -34,7 +34,10 @@ the same for every policy. Both detectors run on this machine's cores with one t
 each, so the two tiers compete for the same CPU. Every policy gets the same profile,
 measured at the start (decode + inference per frame, one thread). Latency is
 ``Detection.latency.total_ms`` (capture -> detection published), scored after
-``REAL_WARMUP_S``.
+``REAL_WARMUP_S``. Only detected frames (``status: "ok"``) are served: a frame shed for
+its age, or given an earlier frame's boxes, is counted apart (``shed``, ``reused``), never
+in ``fps``, and its latency is the time it had waited when the run stopped, as for an
+unfinished frame.
 
 - busy load (2 cameras x 5 fps plus an 8-frame backlog chunk every ~6 s): every policy;
   ``real_p95_ratio`` = the controller's p95 / the best baseline's.
@@ -860,9 +863,7 @@ def run_real(base: Settings, policy: str, frames: list[Frame], jpegs: list[bytes
             list(pool.map(lambda w: w.stop(timeout_s=20), workers))
         if collector is not None:
             collector.stop()
-    done = {(d.camera, d.seq): (d.tier, d.latency.total_ms, d.ts_ms / 1000 - t0
-                                + d.latency.total_ms / 1000)
-            for d in collector.detections if d.camera != "probe"}
+    done = detected_results(collector.detections, t0)
     decisions = [(rec.ts_ms / 1000 - t0, rec) for _, rec in collector.decisions]
     return RealRun(policy, frames, done, decisions, ended, startup,
                    (load_before, os.getloadavg()[0]), collector.detections)
@@ -877,6 +878,15 @@ def reference_boxes(s: Settings, jpegs: list[bytes]) -> list[list]:
     det = load_detector(s.model_dir, s.cloud_model, providers=s.providers, intra_op_threads=1,
                         score_threshold=s.score_threshold)
     return [det.detect([decode_jpeg(j)])[0] for j in jpegs]
+
+
+def detected_results(detections: list[Detection], t0: float
+                     ) -> dict[tuple[str, int], tuple[str, float, float]]:
+    """``(camera, seq) -> (tier, total_ms, done_t)`` of the frames really detected: a
+    result with ``status`` other than ``"ok"`` (shed, reused) is no served frame."""
+    return {(d.camera, d.seq): (d.tier, d.latency.total_ms, d.ts_ms / 1000 - t0
+                                + d.latency.total_ms / 1000)
+            for d in detections if d.camera != "probe" and d.status == "ok"}
 
 
 def jpeg_index(camera: str, seq: int, n: int) -> int:
@@ -909,12 +919,20 @@ def summarize_real(run: RealRun, warmup_s: float, duration_s: float,
     served = sum(1 for f in scored if (f.camera, f.seq) in run.done
                  and run.done[(f.camera, f.seq)][2] <= duration_s)
     n_cloud, n_edge = tiers.count("cloud"), tiers.count("edge")
+    not_detected: dict[str, set[tuple[str, int]]] = {}  # status -> keys (shed, reused)
+    for d in run.detections:
+        if d.status != "ok" and (d.camera, d.seq) not in run.done:
+            not_detected.setdefault(d.status, set()).add((d.camera, d.seq))
+    keys = {(f.camera, f.seq) for f in scored}
+    n_shed = len(not_detected.get("shed", set()) & keys)
+    n_reused = len(not_detected.get("reused", set()) & keys)
     return {
         "p50": float(np.percentile(lat_a, 50)), "p95": float(np.percentile(lat_a, 95)),
         "p99": float(np.percentile(lat_a, 99)), "mean": float(lat_a.mean()),
         "fps": served / (duration_s - warmup_s),
         "offered_fps": len(scored) / (duration_s - warmup_s),
-        "unfinished": len(scored) - n_cloud - n_edge,
+        "unfinished": len(scored) - n_cloud - n_edge - n_shed - n_reused,
+        "shed": n_shed, "reused": n_reused,
         "cloud_share": n_cloud / max(n_cloud + n_edge, 1),
         "accuracy": (n_cloud * ACCURACY["cloud"] + n_edge * ACCURACY["edge"])
         / max(n_cloud + n_edge, 1) if ref is None
@@ -940,7 +958,7 @@ def _print_real(name: str, r: dict) -> None:
     print(f"  {name:13} p50 {r['p50']:7.1f} p95 {r['p95']:7.1f} p99 {r['p99']:7.1f} "
           f"mean {r['mean']:7.1f} ms; {r['fps']:5.1f}/{r['offered_fps']:.1f} fps; "
           f"cloud {r['cloud_share']:.2f}; acc {r['accuracy']:.3f}; "
-          f"unfinished {r['unfinished']}; startup {r['startup_s']:.0f} s; machine load "
+          f"unfinished {r['unfinished']}; shed {r.get('shed', 0)}; startup {r['startup_s']:.0f} s; machine load "
           f"{r['load1_before']:.1f} -> {r['load1_after']:.1f}", flush=True)
 
 

@@ -3,7 +3,10 @@ telemetry sink) for N minutes; reports worker RSS over time, lag and lost frames
 
 Lag is counted in the application (tansu's high watermark is unreliable): frames the
 camera put on the input topic minus frames that have a result. Lost = frames sent that
-never got a result after the camera stopped and the pipeline drained.
+never got a result after the camera stopped and the pipeline drained. A result is not
+always a detection: frames shed for their age (``status: "shed"``) or given an earlier
+frame's boxes (``"reused"``) are counted apart (``frames_shed``, ``frames_reused``), and
+only ``status: "ok"`` results count as ``frames_detected``.
 
     python bench/soak.py --minutes 30      # by hand
     python bench/soak.py --quick           # 1 minute (CI-sized)
@@ -42,6 +45,18 @@ def status(port: int) -> dict:
         return json.load(r)
 
 
+def result_counts(by_status: dict[str, set[int]]) -> dict[str, int]:
+    """Frames per outcome from ``status -> seqs``: only ``"ok"`` is detected work.
+
+    >>> result_counts({"ok": {0, 1}, "shed": {2, 3}})
+    {'frames_detected': 2, 'frames_shed': 2, 'frames_reused': 0}
+    """
+    ok = by_status.get("ok", set())
+    return {"frames_detected": len(ok),
+            "frames_shed": len(by_status.get("shed", set()) - ok),
+            "frames_reused": len(by_status.get("reused", set()) - ok)}
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -69,6 +84,7 @@ def main() -> None:
         consumer = Consumer(s.consumer_config(f"soak-{uuid.uuid4().hex[:6]}"))
         samples: list[dict] = []
         seen: set[int] = set()
+        by_status: dict[str, set[int]] = {}  # status -> seqs: "ok" is the detected work
         try:
             worker.start(create_topics=False)
             consumer.subscribe([names.detections])
@@ -85,6 +101,7 @@ def main() -> None:
                     d = Detection.parse(m.value())
                     if d.camera == "soak":
                         seen.add(d.seq)
+                        by_status.setdefault(d.status, set()).add(d.seq)
                 if time.monotonic() >= next_sample:
                     next_sample += 5.0
                     cam = status(s.web_port)["cameras"].get("soak", {})
@@ -109,6 +126,7 @@ def main() -> None:
                     d = Detection.parse(m.value())
                     if d.camera == "soak":
                         seen.add(d.seq)
+                        by_status.setdefault(d.status, set()).add(d.seq)
         finally:
             consumer.close()
             worker.stop()
@@ -119,7 +137,8 @@ def main() -> None:
     rss1 = samples[-1]["rss_mb"]
     print(json.dumps({
         "bench": "soak", "minutes": minutes, "frames_sent": sent, "frames_with_result": len(seen),
-        "frames_lost": len(set(range(sent)) - seen), "max_lag": max(x["lag"] for x in samples),
+        "frames_lost": len(set(range(sent)) - seen),
+        **result_counts(by_status), "max_lag": max(x["lag"] for x in samples),
         "frames_dropped": int(cam.get("frames_dropped", 0)),
         "rss_start_mb": rss0, "rss_end_mb": rss1,
         "rss_growth": round((rss1 - rss0) / rss0, 4)}))
