@@ -1,15 +1,20 @@
 """``autosteer worker`` as a child process: started with a ``Settings`` as its whole
 configuration, waited for until its web port listens, stopped as a process group.
 
-The demo, the benchmarks and the tests start their workers with it.
+The demo, the benchmarks and the tests start their workers with it. On the testbed
+(``infra/testbed.py``) a worker runs on a host: ``wrap`` is the argv prefix that puts it
+into the host's cgroups and network namespace, and ``netns`` is where its topics are made
+and its web port is waited for.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from autosteer.infra.process import wait_port
@@ -27,19 +32,32 @@ class WorkerProcess:
     """One worker subprocess, its output in ``log_path`` (None: this process's output)."""
 
     def __init__(self, settings: Settings, log_path: Path | None,
-                 loglevel: str = "info") -> None:
+                 loglevel: str = "info", *, wrap: Sequence[str] = (),
+                 netns: str | None = None) -> None:
         self.settings = settings
         self.log_path = log_path
         self.loglevel = loglevel
+        self.wrap = tuple(wrap)
+        self.netns = netns
         self.proc: subprocess.Popen | None = None
+
+    def _where(self) -> contextlib.AbstractContextManager[None]:
+        """This thread in the worker's network namespace (or where it is)."""
+        if self.netns is None:
+            return contextlib.nullcontext()
+        from autosteer.infra.testbed import in_netns
+
+        return in_netns(self.netns)
 
     def start(self, timeout_s: float = 90.0, *, create_topics: bool = True) -> WorkerProcess:
         """Start it (creating the topics first) and wait until its web port listens."""
         if create_topics:
             from autosteer.topics.admin import ensure_topics
 
-            ensure_topics(self.settings)
-        argv = [sys.executable, "-m", "autosteer.streams.cli", "-l", self.loglevel, "worker"]
+            with self._where():
+                ensure_topics(self.settings)
+        argv = [*self.wrap, sys.executable, "-m", "autosteer.streams.cli", "-l", self.loglevel,
+                "worker"]
         env = worker_environment(self.settings)
         if self.log_path is None:
             self.proc = subprocess.Popen(argv, env=env, start_new_session=True)
@@ -48,8 +66,9 @@ class WorkerProcess:
             with open(self.log_path, "ab") as log:
                 self.proc = subprocess.Popen(argv, env=env, stdout=log,
                                              stderr=subprocess.STDOUT, start_new_session=True)
-        wait_port(self.settings.web_port, timeout_s, what="worker", proc=self.proc,
-                  log_file=self.log_path)
+        with self._where():
+            wait_port(self.settings.web_port, timeout_s, what="worker", proc=self.proc,
+                      log_file=self.log_path)
         return self
 
     @property
