@@ -50,6 +50,7 @@ Last line: one JSON object.
     python bench/offload.py            # 120 s sim runs x 3 seeds; 60 s real runs, all policies
     python bench/offload.py --quick    # 30 s x 1 seed; 25 s real runs, controller, JSEC, FastVA
     python bench/offload.py --measure  # re-measure service times and quality levels first
+    python bench/offload.py --testbed [--quick]  # on separate hosts (bench/offload_testbed.py)
 """
 
 from __future__ import annotations
@@ -1132,7 +1133,15 @@ def main() -> None:
     ap.add_argument("--real-policies", default=None,
                     help="comma list of policies for the real runs (default: "
                          f"{','.join(REAL_QUICK)} with --quick, else all)")
+    ap.add_argument("--testbed", action="store_true",
+                    help="only the comparison on the testbed's separate hosts (root; "
+                         "bench/offload_testbed.py)")
     args = ap.parse_args()
+    if args.testbed:
+        import offload_testbed
+
+        return offload_testbed.main(args.quick, args.seed, tuple(
+            args.real_policies.split(",")) if args.real_policies else None)
     duration = 30.0 if args.quick else 120.0
     seeds = [args.seed] if args.quick else [args.seed + i for i in range(3)]
     if args.measure:
