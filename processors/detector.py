@@ -8,6 +8,12 @@ list of :class:`~autosteer.topics.Box` per frame. Adapters:
 - :class:`~autosteer.processors.yolo.YoloDetector` - YOLOv5 ``[N, anchors, 5+C]`` and
   YOLOv8 ``[N, 4+C, anchors]`` layouts, with NMS.
 
+Each adapter runs its model on ONNX Runtime or OpenVINO behind one session interface
+(:mod:`autosteer.processors.runtime`): ``providers="auto"`` takes the runtime that
+``autosteer models prepare`` measured fastest for that model on this machine, recorded in
+its manifest; ``"onnxruntime"``, ``"openvino"`` or a comma list of ONNX Runtime providers
+choose one.
+
 :func:`load_detector` picks the adapter from the model's ``manifest.json`` and runs one
 inference on a blank frame before it returns (:func:`warm_up`): on TensorRT a session's
 first run builds the engine, which the first frame of a stream would pay otherwise, and a
@@ -43,7 +49,8 @@ WARM_UP_SHAPE = (480, 640, 3)  # the blank frame warm_up runs (any size works: m
 def load_detector(model_dir: Path, name: str, *, providers: str = "auto",
                   intra_op_threads: int = 0, score_threshold: float = 0.3,
                   warm: bool = True) -> Detector:
-    """Load ``<model_dir>/<name>/`` (model.onnx + manifest.json) behind its adapter;
+    """Load ``<model_dir>/<name>/`` (model.onnx + manifest.json) behind its adapter, on
+    the runtime ``providers`` names (:func:`autosteer.processors.runtime.resolve`);
     ``warm`` runs one inference first (:func:`warm_up`)."""
     folder = model_dir / name
     manifest = Manifest.load(folder)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -39,6 +40,7 @@ class Manifest(BaseModel):
     parent: str | None = None
     metrics: dict = {}
     created_at: str | None = None
+    runtimes: dict = {}  # the runtime calibration (processors.runtime): what AUTOSTEER_PROVIDERS=auto picks
 
     @classmethod
     def load(cls, folder: Path) -> Manifest:
@@ -52,5 +54,8 @@ class Manifest(BaseModel):
             raise ModelError(f"{path} is not a valid manifest: {exc}") from exc
 
     def save(self, folder: Path) -> None:
-        (folder / "manifest.json").write_text(
-            json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+        """Write ``manifest.json`` atomically: a reader never sees half of one."""
+        path = folder / "manifest.json"
+        part = path.with_suffix(f".{os.getpid()}.part")
+        part.write_text(json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+        part.replace(path)

@@ -9,6 +9,10 @@
    frames of the sample video (Conv only, per channel, MinMax).
 4. Write ``<model_dir>/<name>/model.onnx`` plus ``manifest.json`` (sha256, source
    package and file, upstream license, input layout, labels).
+5. Calibrate the runtimes (:func:`autosteer.processors.runtime.calibrate`): time ONNX
+   Runtime and OpenVINO on real frames, check their boxes agree, and record the fastest
+   in the manifest's ``runtimes``; ``AUTOSTEER_PROVIDERS=auto`` loads the model on it.
+   Measured again when the model file or the machine changes.
 
 Every step is skipped when its output exists and matches, so a second run is instant.
 """
@@ -204,9 +208,25 @@ def _ready(folder: Path) -> bool:
     return model.exists() and sha256_file(model) == man.sha256
 
 
+def calibrate_runtimes(folders: list[Path], video: Path, threads: int = 0) -> None:
+    """Record the fastest agreeing runtime in each folder's manifest, unless a calibration
+    for this machine and this model file is there already."""
+    from autosteer.processors.runtime import calibrate, calibrated
+
+    todo = [f for f in folders if not calibrated(f)]
+    if not todo:
+        return
+    frames = video_frames(video, 12, start=13, step=61)
+    if len(frames) < 4:
+        raise ModelError(f"cannot read 4 calibration frames from {video}")
+    for folder in todo:
+        calibrate(folder, frames, threads=threads)
+
+
 def prepare_models(model_dir: Path, video: Path, *, cache: Path | None = None,
-                   person: bool = False) -> list[Path]:
-    """Prepare the FP32 cloud and INT8 edge SSD models (and optionally the person model)."""
+                   person: bool = False, runtimes: bool = True) -> list[Path]:
+    """Prepare the FP32 cloud and INT8 edge SSD models (and optionally the person model);
+    ``runtimes``: calibrate which runtime runs each fastest (:func:`calibrate_runtimes`)."""
     cache = cache or model_dir.parent / "model-cache"
     done: list[Path] = []
     fp32_dir, int8_dir = model_dir / FP32, model_dir / INT8
@@ -233,6 +253,8 @@ def prepare_models(model_dir: Path, video: Path, *, cache: Path | None = None,
             convert_tfod(cache, psrc[1], pdir / "model.onnx")
             _write_manifest(pdir, PERSON, "fp32", psrc, PERSON_PACKAGE, "MIT", tier_hint="edge")
         done.append(pdir)
+    if runtimes:
+        calibrate_runtimes(done, video)
     return done
 
 

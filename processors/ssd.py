@@ -4,6 +4,13 @@ Input: uint8 NHWC RGB of any size (the graph resizes). Outputs: ``detection_boxe
 ``[N,100,4]`` as normalised (ymin, xmin, ymax, xmax), ``detection_scores`` ``[N,100]``,
 ``detection_classes`` ``[N,100]`` as float COCO ids, ``num_detections`` ``[N]``.
 Frames of equal size run as one batch; mixed sizes run in groups.
+
+On OpenVINO (2026.4) this graph's boxes and scores match ONNX Runtime's, but
+``detection_classes`` does not: inside the converted multi-class NMS loop, some boxes get
+another class (car 3 -> 2, truck 8 -> 3 on vtest frames). The adapter repairs it from the
+per-anchor class scores the graph computes before NMS (``Postprocessor/convert_scores``,
+``[N, anchors, 91]``): a box's class is the one whose score equals the box's score
+(:func:`classes_from_scores`).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import cv2
 import numpy as np
 from autosteer.processors.coco import label91
 from autosteer.processors.manifest import Manifest
-from autosteer.processors.onnx_session import make_session
+from autosteer.processors.runtime import open_session, runtime_of
 from autosteer.topics.records import Box
 
 
@@ -26,12 +33,31 @@ def boxes_from_ssd(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
     for (y0, x0, y1, x1), s, c in zip(boxes, scores, classes, strict=True):
         if s < threshold:
             continue
-        cid = int(c)
+        cid = int(round(float(c)))  # float ids: OpenVINO gives 2.9999998 for car (3)
         label = labels[cid] if labels and 0 <= cid < len(labels) else label91(cid)
         out.append(Box(label=label, class_id=cid, score=round(float(s), 4),
                        x0=float(np.clip(x0, 0, 1)), y0=float(np.clip(y0, 0, 1)),
                        x1=float(np.clip(x1, 0, 1)), y1=float(np.clip(y1, 0, 1))))
     out.sort(key=lambda b: -b.score)
+    return out
+
+
+CLASS_SCORES = "Postprocessor/convert_scores:0"  # [N, anchors, 91], class 0 = background
+
+
+def classes_from_scores(scores: np.ndarray, class_scores: np.ndarray) -> np.ndarray:
+    """One frame's class ids from its detection scores ``[K]`` and per-anchor class scores
+    ``[A, C]``: for each score, the class (1..C-1) holding the nearest equal value.
+
+    >>> cs = np.array([[0.0, 0.1, 0.9], [0.0, 0.7, 0.2]])
+    >>> classes_from_scores(np.array([0.9, 0.7, 0.0]), cs).tolist()
+    [2.0, 1.0, 0.0]
+    """
+    out = np.zeros(len(scores), dtype=np.float32)
+    fg = class_scores[:, 1:]
+    for i, s in enumerate(scores):
+        if s > 0:
+            out[i] = float(np.unravel_index(np.argmin(np.abs(fg - s)), fg.shape)[1] + 1)
     return out
 
 
@@ -45,10 +71,13 @@ class SsdDetector:
         self.model_id = manifest.name
         self.version = manifest.version
         self.score_threshold = score_threshold
-        self.session = make_session(path, providers, intra_op_threads)
+        self.session = open_session(path, manifest, providers, intra_op_threads,
+                                    openvino_outputs=(CLASS_SCORES,))
+        self.runtime = runtime_of(self.session)  # onnxruntime or openvino
         self.input_name = self.session.get_inputs()[0].name
         names = [o.name for o in self.session.get_outputs()]
         self._outputs = [self._pick(names, k) for k in ("boxes", "scores", "classes")]
+        self._repair = self.runtime == "openvino" and CLASS_SCORES in names
         self._labels = manifest.labels if isinstance(manifest.labels, list) else None
 
     @staticmethod
@@ -60,7 +89,13 @@ class SsdDetector:
 
     def run_rgb(self, batch: np.ndarray) -> list[list[Box]]:
         """Run one NHWC RGB uint8 batch of equal-sized frames."""
-        boxes, scores, classes = self.session.run(self._outputs, {self.input_name: batch})
+        if self._repair:
+            boxes, scores, _, class_scores = self.session.run(
+                [*self._outputs, CLASS_SCORES], {self.input_name: batch})
+            classes = np.stack([classes_from_scores(scores[i], class_scores[i])
+                                for i in range(batch.shape[0])])
+        else:
+            boxes, scores, classes = self.session.run(self._outputs, {self.input_name: batch})
         return [boxes_from_ssd(boxes[i], scores[i], classes[i], self.score_threshold, self._labels)
                 for i in range(batch.shape[0])]
 

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from autosteer.processors.coco import COCO80, coco80_to_91
 from autosteer.processors.manifest import Manifest
-from autosteer.processors.onnx_session import make_session
+from autosteer.processors.runtime import open_session, runtime_of
 from autosteer.topics.records import Box
 
 
@@ -96,7 +96,8 @@ class YoloDetector:
         self.version = manifest.version
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
-        self.session = make_session(path, providers, intra_op_threads)
+        self.session = open_session(path, manifest, providers, intra_op_threads)
+        self.runtime = runtime_of(self.session)  # onnxruntime or openvino
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         side = inp.shape[2] if len(inp.shape) == 4 else None
