@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
 
     # --- Kafka (any Kafka-compatible broker; tansu locally) -------------------------
+    broker: Literal["tansu", "kafka"] = Field(
+        "tansu", description="what `autosteer infra up` starts and the cluster in use: the "
+        "in-memory tansu broker or a local 3-node Apache Kafka cluster")
     kafka_bootstrap: str = Field("127.0.0.1:19092", description="host:port[,host:port...]")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
@@ -104,6 +107,14 @@ class Settings(BaseSettings):
         5000, ge=0, description="a detector sheds frames older than this (0 = never)")
     fetch_wait_ms: int = Field(25, ge=1, le=5000,
                                description="longest wait of a worker's fetch on an empty topic")
+    max_image_pixels: int = Field(8192 * 8192, ge=1, description="a frame whose image "
+                                  "header declares more pixels is dead-lettered, not decoded")
+    decode_budget_mb: int = Field(256, ge=1, description="most memory one image decode may "
+                                  "take (from its header, checked before decoding)")
+    agent_stall_s: float = Field(30.0, gt=0.0, description="/ready answers 503 when an agent "
+                                 "made no progress this long while messages wait for it")
+    agent_backoff_s: float = Field(0.5, gt=0.0, description="first wait before a crashed "
+                                   "agent or thread restarts (doubles up to 30 s)")
     batch_size: int = Field(4, ge=1, le=64)
     batch_wait_s: float = Field(0.02, ge=0.0)
     jpeg_quality: int = Field(85, ge=10, le=100)

@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from autosteer.anomaly.drift import ScalarDrift
-from autosteer.streams.loop import CLOCK
+from autosteer.streams.roles.drift import CLOCK
 from river import datasets, drift, tree
 from river.datasets import synth
 

@@ -102,12 +102,14 @@ from autosteer.offload import (
     TierProfile,
     cloud_copy,
     cloud_level,
+    shed_reason,
 )
 from autosteer.settings import Settings
 from autosteer.topics.names import TopicNames
 from autosteer.topics.records import Detection, FrameRecord, OffloadDecision
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 # Measured on this machine (ONNX Runtime, 1 intra-op thread, 768x576 frames of vtest.avi):
 # INT8 batch 1: 27.0 ms (sd 1.2); FP32 batches of 1 / 2 / 4: 47.5 / 94.3 / 170.9 ms.
@@ -136,6 +138,9 @@ ACCURACY_FLOOR = 0.90  # ours: least expected accuracy, that of edge only (INT8 
 FEEDBACK_S = 0.010  # result -> detections topic -> router feedback agent
 WARMUP_S = 5.0
 DEADLINE_MS = 200.0  # for the baselines that take a deadline (DeepDecision, FastVA)
+SLO_MS = 200.0  # every policy's SLO (capture -> result back): the same as that deadline
+SLO_WIDE_MS = 400.0  # a second, looser SLO, reported too
+SHED_BUDGET = 0.02  # the most frames any policy may shed (of the last 10 s); --shed-budget
 
 LINKS = {"50M-20ms": (50e6, 0.010, 0.001), "10M-100ms": (10e6, 0.050, 0.005)}
 LOADS = {  # cameras, fps each, backlog chunk (frames, every s)
@@ -288,6 +293,8 @@ class Run:
     accuracy: list = field(default_factory=list)  # per scored frame: its tier's / level's
     levels: Counter = field(default_factory=Counter)  # cloud frames per quality level
     copies: int = 0  # edge frames also sent to the cloud to measure it (scored window)
+    shed: int = 0  # scored frames the policy answered "shed" (never answered: SLO misses)
+    frames: list = field(default_factory=list)  # (arrival, tier or "shed", e2e_s), all frames
 
 
 class Sim:
@@ -332,6 +339,7 @@ class Sim:
         cloud_free = CLOUD_SERVERS
         routed: dict[tuple[str, int, bool], tuple[str, float, float]] = {}  # tier, link, arrived
         copies = 0
+        shed: set[tuple[str, int]] = set()
         result: dict[tuple[str, int], float] = {}
         tiers: dict[tuple[str, int], str] = {}
         accuracy: dict[tuple[str, int], float] = {}
@@ -390,7 +398,10 @@ class Sim:
                         decisions.append((t, d))
                         last_dec = d
                 tiers[(f.camera, f.seq)] = tier
-                if tier == "edge":
+                if shed_reason(policy) is not None:  # answered "shed": nothing is sent
+                    shed.add((f.camera, f.seq))
+                    tiers[(f.camera, f.seq)] = "shed"
+                elif tier == "edge":
                     accuracy[(f.camera, f.seq)] = ACCURACY["edge"]
                     routed[(f.camera, f.seq, False)] = ("edge", 0.0, t)
                     edge_q.append(f)
@@ -453,38 +464,56 @@ class Sim:
             elif kind == "edge":
                 self.edge_factor *= data
         scored = [f for f in self.frames if WARMUP_S <= f.t <= self.duration_s]
+        # a shed frame is never answered: it counts as an unfinished one (the time until
+        # the run stopped), in the percentiles too, and misses every SLO
         lat = np.array([result.get((f.camera, f.seq), end - f.t) for f in scored])
         return Run(lat, [tiers.get((f.camera, f.seq), "edge") for f in scored],
                    served_in_window / (self.duration_s - WARMUP_S),
                    t_dec / max(n_dec, 1) * 1e6, t_learn / max(n_learn, 1) * 1e6,
                    float(np.median(dec_times)) * 1e6 if dec_times else 0.0, decisions, done_log,
-                   [accuracy.get((f.camera, f.seq), ACCURACY["edge"]) for f in scored], levels,
-                   copies)
+                   [accuracy[(f.camera, f.seq)] for f in scored if (f.camera, f.seq) in accuracy],
+                   levels, copies, sum((f.camera, f.seq) in shed for f in scored),
+                   [(f.t, tiers.get((f.camera, f.seq), "edge"),
+                     result.get((f.camera, f.seq), end - f.t))
+                    for f in self.frames if f.t <= self.duration_s])
 
 
 # -- policies -------------------------------------------------------------------------------
-def policies(prof: SystemProfile) -> dict[str, PolicyFactory]:
+def policies(prof: SystemProfile, shed_budget: float = SHED_BUDGET
+             ) -> dict[str, PolicyFactory]:
+    """Every policy, each with the same SLO and the same shedding option (``shed_budget``:
+    0 = none sheds); edge only and cloud only are fixed placements and never shed."""
+    slo = {"slo_ms": SLO_MS, "shed_budget": shed_budget}
     return {
         "ours": lambda clock: OffloadController(
-            prof, ControlConfig(accuracy_floor=ACCURACY_FLOOR), clock=clock),
+            prof, ControlConfig(accuracy_floor=ACCURACY_FLOOR, **slo), clock=clock),
         "edge-only": lambda clock: EdgeOnly(),
         "cloud-only": lambda clock: CloudOnly(),
         "deepdecision": lambda clock: DeepDecisionStyle(
-            prof, deadline_ms=DEADLINE_MS, accuracy_floor=ACCURACY_FLOOR, clock=clock),
-        "fastva": lambda clock: FastVAStyle(prof, deadline_ms=DEADLINE_MS, clock=clock),
-        "hill-climb": lambda clock: HillClimbing(prof, clock=clock),
-        "jsec": lambda clock: ShortestCompletion(prof, clock=clock),
+            prof, deadline_ms=DEADLINE_MS, accuracy_floor=ACCURACY_FLOOR, clock=clock,
+            **slo),
+        "fastva": lambda clock: FastVAStyle(prof, deadline_ms=DEADLINE_MS, clock=clock, **slo),
+        "hill-climb": lambda clock: HillClimbing(prof, clock=clock, **slo),
+        "jsec": lambda clock: ShortestCompletion(prof, clock=clock, **slo),
     }
 
 
 def summarize(run: Run) -> dict:
+    """Latency percentiles (shed frames count as never answered), SLO attainment (the
+    share of scored frames answered within the SLO: shed, late and unfinished frames
+    miss), accuracy over the answered frames (each at its tier's / level's measured
+    accuracy), the shed share."""
     lat = run.latencies * 1000
     n_cloud = run.tiers.count("cloud")
+    answered = np.array([t != "shed" for t in run.tiers])
     return {
+        "slo": float(np.mean(answered & (lat <= SLO_MS))),
+        "slo_wide": float(np.mean(answered & (lat <= SLO_WIDE_MS))),
+        "shed_share": run.shed / len(run.tiers),
         "p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
         "p99": float(np.percentile(lat, 99)), "mean": float(lat.mean()),
         "fps": run.throughput_fps, "cloud_share": n_cloud / len(run.tiers),
-        "accuracy": float(np.mean(run.accuracy)),
+        "accuracy": float(np.mean(run.accuracy)) if run.accuracy else math.nan,
         "reduced_share": (n_cloud - run.levels.get("full", 0)) / max(n_cloud, 1),
         "decide_us": run.decide_us, "decide_p50_us": run.decide_p50_us,
         "learn_us": run.learn_us,
@@ -528,15 +557,20 @@ def model_mape(prof: SystemProfile, duration_s: float, seed: int) -> tuple[float
 
 # -- step tests and the plot ----------------------------------------------------------------
 def step_test(prof: SystemProfile, what: str, factor: float, duration_s: float,
-              seed: int) -> dict:
+              seed: int, shed_budget: float = SHED_BUDGET) -> dict:
     """Normal load on the fast link; at half time the RTT (``delay``) or the edge's service
-    time (``edge``) is multiplied by ``factor``. Ours and JSEC, same trace."""
+    time (``edge``) is multiplied by ``factor``. Ours and JSEC, same trace, same SLO.
+
+    ``settle_intervals``: control steps after the change until our offload ratio stays
+    within 0.05 of where it ends; ``slo_settle_s``: seconds (1 s bins, by arrival) after
+    the change until our SLO attainment stays within 0.05 of its final level (the median
+    of the last 40% of the run)."""
     t_step = duration_s / 2
     frames = trace("normal", duration_s, seed)
     link = LINKS["50M-20ms"]
     out = {}
     for name in ("ours", "jsec"):
-        run = Sim(prof, frames, policies(prof)[name], link, seed, duration_s,
+        run = Sim(prof, frames, policies(prof, shed_budget)[name], link, seed, duration_s,
                   steps=((t_step, what, factor),)).run()
         out[name] = run
     ours = out["ours"]
@@ -548,18 +582,34 @@ def step_test(prof: SystemProfile, what: str, factor: float, duration_s: float,
         if all(abs(r2 - final) <= 0.05 for _, r2 in after[i:]):
             settle = i + 1
             break
+    slo = [(t, v) for t, v in per_second(ours, duration_s)["slo"] if t >= t_step]
+    slo_final = statistics.median(v for t, v in slo if t >= t_step + 0.6 * (duration_s - t_step))
+    slo_settle = next((i for i in range(len(slo))
+                       if all(v >= slo_final - 0.05 for _, v in slo[i:])), len(slo))
     return {"t_step": t_step, "ticks": ticks, "final_ratio": final, "settle_intervals": settle,
+            "slo_settle_s": slo_settle, "slo_final": slo_final,
+            "slo_before": statistics.mean(v for t, v in per_second(ours, duration_s)["slo"]
+                                          if WARMUP_S <= t < t_step),
             "ours": ours, "jsec": out["jsec"], "what": what, "factor": factor,
             "duration": duration_s}
 
 
-def p95_series(run: Run, duration_s: float, bin_s: float = 1.0) -> list[tuple[float, float]]:
-    bins: dict[int, list[float]] = {}
-    for t, e in run.done:
+def per_second(run: Run, duration_s: float, bin_s: float = 1.0) -> dict[str, list]:
+    """By arrival second: p95 latency (ms; shed frames as never answered), cloud share of
+    the answered frames, SLO attainment (shed and late frames miss)."""
+    bins: dict[int, list] = {}
+    for t, tier, e in run.frames:
         if t <= duration_s:
-            bins.setdefault(int(t / bin_s), []).append(e)
-    return [((k + 0.5) * bin_s, 1000 * float(np.percentile(v, 95)))
-            for k, v in sorted(bins.items())]
+            bins.setdefault(int(t / bin_s), []).append((tier, e))
+    out: dict[str, list] = {"p95": [], "cloud": [], "slo": []}
+    for k, v in sorted(bins.items()):
+        t = (k + 0.5) * bin_s
+        answered = [tier for tier, _ in v if tier != "shed"]
+        out["p95"].append((t, 1000 * float(np.percentile([e for _, e in v], 95))))
+        out["cloud"].append((t, answered.count("cloud") / max(len(answered), 1)))
+        out["slo"].append((t, sum(tier != "shed" and e * 1000 <= SLO_MS for tier, e in v)
+                           / len(v)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -577,28 +627,35 @@ PANEL_W, PANEL_H, PANEL_PAD = 760, 170, 48
 
 
 def step_panels(tests: list[dict]) -> list[Panel]:
-    """Per step test: p95 per second (ours, JSEC), then our offload ratio per tick."""
+    """Per step test, by arrival second, ours and JSEC: p95 latency, cloud share (with our
+    planned offload ratio per control interval), SLO attainment."""
     panels = []
     for st in tests:
         dur = st["duration"]
-        lat = {"ours": p95_series(st["ours"], dur), "jsec": p95_series(st["jsec"], dur)}
-        ymax = max(v for s in lat.values() for _, v in s) * 1.1
+        ours, jsec = per_second(st["ours"], dur), per_second(st["jsec"], dur)
+        ymax = max(v for s in (ours["p95"], jsec["p95"]) for _, v in s) * 1.1
+        step = (f"{'RTT' if st['what'] == 'delay' else 'edge CPU'} "
+                f"{'x' if st['what'] == 'delay' else '/'}{st['factor']:g} at t={st['t_step']:.0f}s")
+        panels.append(Panel(f"{step}: p95 latency per second (ms)", dur, ymax, st["t_step"],
+                            [("ours", "#d62728", ours["p95"]), ("JSEC", "#7f7f7f", jsec["p95"])]))
         panels.append(Panel(
-            f"{'RTT' if st['what'] == 'delay' else 'edge service'} x{st['factor']:g} at "
-            f"t={st['t_step']:.0f}s: p95 latency per second (ms)", dur, ymax, st["t_step"],
-            [("ours", "#d62728", lat["ours"]), ("JSEC", "#7f7f7f", lat["jsec"])]))
+            f"cloud share per second; our planned ratio per interval (settles in "
+            f"{st['settle_intervals']} intervals)", dur, 1.0, st["t_step"],
+            [("ours", "#d62728", ours["cloud"]), ("JSEC", "#7f7f7f", jsec["cloud"]),
+             ("ours planned", "#1f77b4", st["ticks"])]))
         panels.append(Panel(
-            f"our offload ratio per control interval (settles in {st['settle_intervals']} "
-            "intervals)", dur, 1.0, st["t_step"], [("ratio", "#1f77b4", st["ticks"])]))
+            f"SLO attainment ({SLO_MS:.0f} ms) per second (ours back within 0.05 of its "
+            f"final level after {st['slo_settle_s']} s)", dur, 1.0, st["t_step"],
+            [("ours", "#d62728", ours["slo"]), ("JSEC", "#7f7f7f", jsec["slo"])]))
     return panels
 
 
 def _layout(panels: list[Panel]) -> tuple[list[float], int]:
-    """Top edge of each panel and the figure's height (a gap after every pair)."""
+    """Top edge of each panel and the figure's height (a wider gap after every three)."""
     tops, y = [], 10.0
     for i, _ in enumerate(panels):
         tops.append(y)
-        y += PANEL_H + (30 if i % 2 == 0 else 40)
+        y += PANEL_H + (30 if i % 3 != 2 else 40)
     return tops, int(y)
 
 
@@ -1041,7 +1098,8 @@ Table = dict[tuple[str, str, str], list[dict]]  # (load, link, policy) -> one su
 REFERENCE = "ref:fastest-first"  # not a baseline: the busy cells' headroom, see compare()
 
 
-def compare(prof: SystemProfile, duration: float, seeds: list[int]) -> Table:
+def compare(prof: SystemProfile, duration: float, seeds: list[int],
+            shed_budget: float = SHED_BUDGET) -> Table:
     """Every policy on every load x link x seed, same trace per cell. Busy cells also run
     a reference that is not a baseline: every frame to the tier and quality level
     predicted to finish it first (FastVA's clocks with no deadline, no accuracy floor),
@@ -1051,7 +1109,7 @@ def compare(prof: SystemProfile, duration: float, seeds: list[int]) -> Table:
         for link_name, link in LINKS.items():
             for seed in seeds:
                 frames = trace(load, duration, seed)
-                makers = dict(policies(prof))
+                makers = dict(policies(prof, shed_budget))
                 if load == "busy":
                     makers[REFERENCE] = lambda clock: FastVAStyle(prof, deadline_ms=0.0,
                                                                   clock=clock)
@@ -1098,21 +1156,66 @@ def _by_load(table: Table) -> dict[tuple[str, str, str], list[dict]]:
 
 def print_table(table: Table) -> None:
     print(f"{'load':7} {'link':10} {'policy':13} {'p50':>7} {'p95':>7} {'p99':>7} {'fps':>6} "
-          f"{'cloud':>6} {'acc':>6} {'reduced':>7} {'dec_us':>7} {'dec_p50':>7}")
+          f"{'cloud':>6} {'acc':>6} {'reduced':>7} {'dec_us':>7} {'dec_p50':>7} "
+          f"{'SLO' + str(int(SLO_MS)):>6} {'SLO' + str(int(SLO_WIDE_MS)):>6} {'shed':>5}")
     for (load, link_name, name), rows in table.items():
         a = {k: statistics.mean(r[k] for r in rows) for k in rows[0]}
         print(f"{load:7} {link_name:10} {name:13} {a['p50']:7.1f} {a['p95']:7.1f} "
               f"{a['p99']:7.1f} {a['fps']:6.1f} {a['cloud_share']:6.2f} {a['accuracy']:6.3f} "
-              f"{a['reduced_share']:7.2f} {a['decide_us']:7.1f} {a['decide_p50_us']:7.1f}")
+              f"{a['reduced_share']:7.2f} {a['decide_us']:7.1f} {a['decide_p50_us']:7.1f} "
+              f"{a['slo']:6.3f} {a['slo_wide']:6.3f} {a['shed_share']:5.3f}")
 
 
-def online_mape(prof: SystemProfile, duration: float, seed: int) -> float:
-    """Our own predicted mean (averaged over control steps) vs simulated, normal load."""
+def reference_cells(table: Table) -> dict[str, dict]:
+    """Busy cells: ours vs the fastest-first reference, p95 ratio and SLO attainment
+    (means over seeds)."""
+    out = {}
+    for (load, link_name, name), rows in table.items():
+        if load != "busy" or name != "ours":
+            continue
+        ref = table[(load, link_name, REFERENCE)]
+        out[link_name] = {
+            "p95_ratio": round(statistics.mean(a["p95"] / b["p95"]
+                                               for a, b in zip(rows, ref, strict=True)), 3),
+            "slo": round(statistics.mean(r["slo"] for r in rows), 3),
+            "slo_ref": round(statistics.mean(r["slo"] for r in ref), 3),
+            "shed": round(statistics.mean(r["shed_share"] for r in rows), 3)}
+    return out
+
+
+def next_interval_mape(prof: SystemProfile, load: str, duration: float, seed: int,
+                       shed_budget: float = SHED_BUDGET) -> dict[str, float]:
+    """Ours on ``load`` over both links: each control step's predicted mean against the
+    next step's measured one (the frames seen back in between), as on the real pipeline.
+    ``transient``: the prediction as recorded (``predicted_mean_ms``, the known backlog
+    drained first); ``steady``: the steady-state model alone (``steady_mean_ms``; the
+    recorded prediction where a controller has no such field)."""
+    errs: dict[str, list[float]] = {"transient": [], "steady": []}
+    for link in LINKS.values():
+        run = Sim(prof, trace(load, duration, seed), policies(prof, shed_budget)["ours"],
+                  link, seed, duration).run()
+        recs = [d for t, d in run.decisions if d is not None and WARMUP_S <= t <= duration]
+        for a, b in zip(recs, recs[1:], strict=False):
+            m = b.measured_mean_ms
+            if not (math.isfinite(m) and m > 0):
+                continue
+            for key, v in (("transient", a.predicted_mean_ms),
+                           ("steady", getattr(a, "steady_mean_ms", a.predicted_mean_ms))):
+                if math.isfinite(v):
+                    errs[key].append(abs(v - m) / m)
+    return {k: round(statistics.mean(v), 3) for k, v in errs.items() if v}
+
+
+def online_mape(prof: SystemProfile, duration: float, seed: int,
+                shed_budget: float = SHED_BUDGET) -> float:
+    """Our own steady-state predicted mean (averaged over control steps) vs simulated,
+    normal load."""
     errs = []
     for link_name, link in LINKS.items():
-        run = Sim(prof, trace("normal", duration, seed), policies(prof)["ours"], link, seed,
-                  duration).run()
-        pred = statistics.mean(d.predicted_mean_ms for t, d in run.decisions
+        run = Sim(prof, trace("normal", duration, seed), policies(prof, shed_budget)["ours"],
+                  link, seed, duration).run()
+        pred = statistics.mean(getattr(d, "steady_mean_ms", d.predicted_mean_ms)
+                               for t, d in run.decisions
                                if t >= WARMUP_S and not math.isnan(d.predicted_mean_ms))
         sim_mean = 1000 * float(run.latencies.mean())
         errs.append(abs(pred - sim_mean) / sim_mean)
@@ -1130,6 +1233,9 @@ def main() -> None:
     ap.add_argument("--measure", action="store_true", help="re-measure service-time profiles")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-real", action="store_true", help="skip the real-pipeline runs")
+    ap.add_argument("--shed-budget", type=float, default=SHED_BUDGET,
+                    help="the share of frames every policy may shed when hopeless under "
+                         f"the {SLO_MS:g} ms SLO (0: none sheds; default {SHED_BUDGET})")
     ap.add_argument("--real-policies", default=None,
                     help="comma list of policies for the real runs (default: "
                          f"{','.join(REAL_QUICK)} with --quick, else all)")
@@ -1159,7 +1265,8 @@ def main() -> None:
           f"batch ms {[round(b * 1000, 1) for b in prof.cloud.batch_s]}; frames "
           f"{FRAME_BYTES // 1000} KB; {duration:.0f} s runs x {len(seeds)} seed(s)")
     t_start = time.perf_counter()
-    table = compare(prof, duration, seeds)
+    budget = args.shed_budget
+    table = compare(prof, duration, seeds, budget)
     print_table(table)
     ratios, cells = p95_ratios(table, seeds)
     for load in LOADS:
@@ -1176,19 +1283,29 @@ def main() -> None:
         print(f"model check {link_name:10} offload {x:.1f}: mean predicted {p:6.1f} ms, "
               f"simulated {s:6.1f} ms; p95 predicted {pp:6.1f}, simulated {sp:6.1f}")
     print(f"sim model MAPE (mean latency, true inputs): {mape:.3f}")
-    mape_online = online_mape(prof, duration, seeds[0])
-
+    mape_online = online_mape(prof, duration, seeds[0], budget)
+    mape_next = {load: next_interval_mape(prof, load, duration, seeds[0], budget)
+                 for load in ("normal", "busy")}
+    for load, m in mape_next.items():
+        print(f"next-interval model MAPE, {load}: {m}")
+    ref_cells = reference_cells(table)
+    for link_name, c in ref_cells.items():
+        print(f"busy {link_name}: p95 ours / fastest-first {c['p95_ratio']:.3f}; SLO "
+              f"{SLO_MS:g} ms ours {c['slo']:.3f} vs {c['slo_ref']:.3f}; ours shed {c['shed']:.3f}")
     step_s = max(duration * 1.5, 60.0)  # the split settles ~35 s in: step after that
-    tests = [step_test(prof, "delay", 5.0, step_s, seeds[0]),
-             step_test(prof, "edge", 3.0, step_s, seeds[0])]
+    tests = [step_test(prof, "delay", 5.0, step_s, seeds[0], budget),
+             step_test(prof, "edge", 3.0, step_s, seeds[0], budget)]
     for st in tests:
         print(f"step {st['what']} x{st['factor']:g} at {st['t_step']:.0f}s: ratio settles at "
-              f"{st['final_ratio']:.2f} within {st['settle_intervals']} control intervals")
+              f"{st['final_ratio']:.2f} within {st['settle_intervals']} control intervals; "
+              f"SLO attainment {st['slo_before']:.3f} before, {st['slo_final']:.3f} after, "
+              f"back within 0.05 after {st['slo_settle_s']} s")
     panels = step_panels(tests)
     svg, png = RESULTS / "offload_step.svg", RESULTS / "offload_step.png"
     write_svg(svg, panels)
     write_png(png, panels)
-    print(f"wrote {svg} and {png}; took {time.perf_counter() - t_start:.1f} s")
+    write_png(DOCS / "offload_step.png", panels)  # the figure docs/offload.md shows
+    print(f"wrote {svg}, {png} and {DOCS / 'offload_step.png'}; took {time.perf_counter() - t_start:.1f} s")
 
     real = None
     if not args.no_real:
@@ -1220,8 +1337,15 @@ def main() -> None:
         "accuracy_floor": ACCURACY_FLOOR,
         "sim_model_mape": round(mape, 3),
         "sim_model_mape_online": round(mape_online, 3),
+        "sim_model_mape_next": mape_next,
+        "slo_ms": SLO_MS, "shed_budget": budget,
+        "slo": {f"{load}/{name}": round(statistics.mean(r["slo"] for r in rows), 3)
+                for (load, _, name), rows in _by_load(table).items()},
+        "busy_vs_fastest_first": ref_cells,
         "step_settle_intervals": {f"{st['what']}x{st['factor']:g}": st["settle_intervals"]
                                   for st in tests},
+        "step_slo_settle_s": {f"{st['what']}x{st['factor']:g}": st["slo_settle_s"]
+                              for st in tests},
         "ours_decide_us_mean": round(statistics.mean(r["decide_us"] for r in ours), 1),
         "ours_decide_us_p50": round(statistics.mean(r["decide_p50_us"] for r in ours), 1),
         "real_p95_ratio": num(real["ratio"]) if real else None,

@@ -2,7 +2,9 @@
 
 The seam is :class:`OffloadPolicy` (``decide`` per frame, ``learn`` per detection read
 back). :class:`OffloadController` is the model-based controller; the baselines sit behind
-the same seam; :class:`EmulatedLink` emulates the edge -> cloud link.
+the same seam; :class:`SloRule` is the SLO and shedding rule they all share;
+:func:`route_of` reads a decision as one :class:`Route`; :class:`EmulatedLink` emulates
+the edge -> cloud link.
 """
 
 from autosteer.offload.baselines import (
@@ -23,13 +25,17 @@ from autosteer.offload.policy import (
     FrameMeta,
     Observation,
     OffloadPolicy,
+    Route,
     Tier,
     cloud_copy,
     cloud_level,
     count_copy,
+    route_of,
+    shed_reason,
 )
 from autosteer.offload.profiles import FULL, QualityLevel, SystemProfile, TierProfile
-from autosteer.offload.queueing import ModelInputs, OffloadModel, Prediction
+from autosteer.offload.queueing import ModelInputs, OffloadModel, Prediction, drain_mean
+from autosteer.offload.slo import SloRule
 
 __all__ = [
     "FULL",
@@ -55,7 +61,9 @@ __all__ = [
     "Prediction",
     "QualityLevel",
     "RateMeter",
+    "Route",
     "ShortestCompletion",
+    "SloRule",
     "Slowdown",
     "SystemProfile",
     "TierProfile",
@@ -64,6 +72,9 @@ __all__ = [
     "cloud_copy",
     "cloud_level",
     "count_copy",
+    "drain_mean",
     "pgd",
     "project",
+    "route_of",
+    "shed_reason",
 ]

@@ -18,6 +18,12 @@ reads the link emulator.
 - :class:`ShortestCompletion`: per frame, the tier with the shortest expected completion,
   ``(outstanding / servers + 1) * service + transfer`` (join-shortest-expected-completion).
 
+Every baseline that keeps a live state takes the same SLO and shedding option as ours
+(``slo_ms``, ``shed_budget``; :class:`~autosteer.offload.slo.SloRule`): a frame that no
+tier at any quality level can answer within the SLO may be shed (``shed``, read by
+:func:`~autosteer.offload.policy.route_of`), judged on the same estimates
+(:meth:`~autosteer.offload.live.LiveState.soonest_s`). Off by default.
+
 >>> from autosteer.offload.profiles import QualityLevel, SystemProfile, TierProfile
 >>> prof = SystemProfile(TierProfile((0.040,), accuracy=0.9), TierProfile((0.020,), 2))
 >>> p = ShortestCompletion(prof, clock=lambda: 0.0)
@@ -37,6 +43,7 @@ from autosteer.offload.estimate import Ewma
 from autosteer.offload.live import LiveState
 from autosteer.offload.policy import FrameMeta, Observation, Tier
 from autosteer.offload.profiles import QualityLevel, SystemProfile
+from autosteer.offload.slo import SloRule
 
 Clock = Callable[[], float]
 
@@ -70,13 +77,22 @@ class CloudOnly:
 class _Tracked:
     """Shared plumbing: a clock and a LiveState fed from decide/learn. ``level`` is the
     quality level of the last frame sent to the cloud (full quality unless a subclass
-    chooses)."""
+    chooses); ``shed`` the reason the last frame was shed (None: it was sent), by the
+    shared :class:`~autosteer.offload.slo.SloRule` before the policy's own choice."""
 
-    def __init__(self, profile: SystemProfile, clock: Clock) -> None:
+    def __init__(self, profile: SystemProfile, clock: Clock, slo_ms: float | None = None,
+                 shed_budget: float = 0.0) -> None:
         self.profile = profile
         self.clock = clock
+        self.slo_ms = slo_ms
+        self.shed_budget = shed_budget
         self._live = LiveState(profile)
+        self._slo = SloRule(slo_ms, shed_budget)
         self.level: QualityLevel = profile.levels[0]
+        self.shed: str | None = None
+
+    def _slo_repr(self) -> str:
+        return f", slo_ms={self.slo_ms}, shed_budget={self.shed_budget}"
 
     @property
     def live(self) -> LiveState:
@@ -86,6 +102,11 @@ class _Tracked:
     def decide(self, frame: FrameMeta) -> Tier:
         now = self.clock()
         self.live.arrive(frame, now)
+        size = frame.size_bytes or int(self.live.size(frame.camera))
+        self.shed = self._slo.verdict(now - frame.ts_ms / 1000,
+                                      self.live.soonest_s(size, now), now)
+        if self.shed is not None:  # answered "shed": nothing is sent, nothing queues
+            return self._sooner(size, now)
         tier = self._choose(frame, now)
         if tier == "cloud" and not self.level.is_full:  # the bytes the wire will carry
             size = frame.size_bytes or int(self.live.size(frame.camera))
@@ -96,6 +117,12 @@ class _Tracked:
     def learn(self, obs: Observation) -> None:
         self.live.learn(obs, self.clock())
 
+    def _sooner(self, size: int, now: float) -> Tier:
+        """The tier that would answer a frame of ``size`` first (at full quality)."""
+        live = self.live
+        return ("edge" if live.completion_s("edge", size, now)
+                <= live.completion_s("cloud", size, now) else "cloud")
+
     def _choose(self, frame: FrameMeta, now: float) -> Tier:
         raise NotImplementedError
 
@@ -104,8 +131,8 @@ class _Periodic(_Tracked):
     """A cloud share updated every ``period_s``, realised by a deficit counter."""
 
     def __init__(self, profile: SystemProfile, clock: Clock, period_s: float,
-                 start: float) -> None:
-        super().__init__(profile, clock)
+                 start: float, slo_ms: float | None = None, shed_budget: float = 0.0) -> None:
+        super().__init__(profile, clock, slo_ms, shed_budget)
         self.share = start
         self._credit = 0.0
         self._next: float | None = None
@@ -133,15 +160,17 @@ class DeepDecisionStyle(_Periodic):
 
     def __init__(self, profile: SystemProfile, *, deadline_ms: float = 200.0,
                  period_s: float = 1.0, accuracy_floor: float = 0.0,
-                 clock: Clock = time.time) -> None:
-        super().__init__(profile, clock, period_s, start=0.5)
+                 clock: Clock = time.time, slo_ms: float | None = None,
+                 shed_budget: float = 0.0) -> None:
+        super().__init__(profile, clock, period_s, 0.5, slo_ms, shed_budget)
         self.deadline_ms = deadline_ms
         self.period_s = period_s
         self.accuracy_floor = accuracy_floor
 
     def __repr__(self) -> str:
         return (f"DeepDecisionStyle(deadline_ms={self.deadline_ms}, "
-                f"period_s={self.period_s}, accuracy_floor={self.accuracy_floor})")
+                f"period_s={self.period_s}, accuracy_floor={self.accuracy_floor}"
+                f"{self._slo_repr()})")
 
     def _update(self, now: float) -> float:
         live, prof = self.live, self.profile
@@ -178,8 +207,9 @@ class HillClimbing(_Periodic):
     """Step the cloud share each period; reverse and halve the step when p95 worsens."""
 
     def __init__(self, profile: SystemProfile, *, step: float = 0.05, period_s: float = 1.0,
-                 start: float = 0.5, clock: Clock = time.time) -> None:
-        super().__init__(profile, clock, period_s, start=start)
+                 start: float = 0.5, clock: Clock = time.time, slo_ms: float | None = None,
+                 shed_budget: float = 0.0) -> None:
+        super().__init__(profile, clock, period_s, start, slo_ms, shed_budget)
         self.step = step
         self.period_s = period_s
         self.start = start
@@ -189,7 +219,8 @@ class HillClimbing(_Periodic):
         self._since = -math.inf
 
     def __repr__(self) -> str:
-        return f"HillClimbing(step={self.step}, period_s={self.period_s}, start={self.start})"
+        return (f"HillClimbing(step={self.step}, period_s={self.period_s}, start={self.start}"
+                f"{self._slo_repr()})")
 
     def _update(self, now: float) -> float:
         seen = self.live.recent(self._since)
@@ -211,12 +242,13 @@ class FastVAStyle(_Tracked):
     accurate), else the edge if it does, else whichever finishes first."""
 
     def __init__(self, profile: SystemProfile, *, deadline_ms: float = 200.0,
-                 clock: Clock = time.time) -> None:
-        super().__init__(profile, clock)
+                 clock: Clock = time.time, slo_ms: float | None = None,
+                 shed_budget: float = 0.0) -> None:
+        super().__init__(profile, clock, slo_ms, shed_budget)
         self.deadline_ms = deadline_ms
 
     def __repr__(self) -> str:
-        return f"FastVAStyle(deadline_ms={self.deadline_ms})"
+        return f"FastVAStyle(deadline_ms={self.deadline_ms}{self._slo_repr()})"
 
     def _choose(self, frame: FrameMeta, now: float) -> Tier:
         size = frame.size_bytes or int(self.live.size(frame.camera))
@@ -240,12 +272,13 @@ class ShortestCompletion(_Tracked):
     """Join the shortest expected completion: outstanding frames times mean service time
     per server, plus the measured transfer time (an EWMA of ``link_ms``) for the cloud."""
 
-    def __init__(self, profile: SystemProfile, *, clock: Clock = time.time) -> None:
-        super().__init__(profile, clock)
+    def __init__(self, profile: SystemProfile, *, clock: Clock = time.time,
+                 slo_ms: float | None = None, shed_budget: float = 0.0) -> None:
+        super().__init__(profile, clock, slo_ms, shed_budget)
         self._transfer = Ewma(0.1)
 
     def __repr__(self) -> str:
-        return "ShortestCompletion()"
+        return f"ShortestCompletion({self._slo_repr()[2:]})"
 
     def learn(self, obs: Observation) -> None:
         super().learn(obs)

@@ -47,7 +47,8 @@ from autosteer.offload.live import LiveState
 from autosteer.offload.optimize import Halfspace, pgd, project, uniform_interval, violation
 from autosteer.offload.policy import FrameMeta, Observation, Tier
 from autosteer.offload.profiles import QualityLevel, SystemProfile, TierProfile
-from autosteer.offload.queueing import ModelInputs, OffloadModel, Prediction
+from autosteer.offload.queueing import ModelInputs, OffloadModel, Prediction, drain_mean
+from autosteer.offload.slo import SloRule
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,12 @@ class ControlDecision:
     ``offload`` is each camera's cloud share; ``offload_ratio`` their rate-weighted mean.
     Latencies are end to end in ms (result back at the router). ``predicted_*`` are for the split
     chosen now; ``measured_*`` cover the frames seen back since the previous step (NaN when
-    none), so compare one record's prediction with the next record's measurement."""
+    none), so compare one record's prediction with the next record's measurement.
+    ``predicted_mean_ms`` is for the frames seen back by the next step: the steady state
+    (``steady_mean_ms``) with the backlog queued now drained first
+    (:func:`~autosteer.offload.queueing.drain_mean`); ``backlog_ms`` is how long the
+    longer of the two paths needs to work that backlog off. ``shed``: frames shed since
+    the previous step (hopeless under the SLO)."""
 
     ts_s: float
     offload_ratio: float
@@ -78,6 +84,9 @@ class ControlDecision:
     reason: str = ""
     level: str = "full"
     predicted_accuracy: float = math.nan
+    steady_mean_ms: float = math.nan
+    backlog_ms: float = 0.0
+    shed: int = 0
 
 
 @dataclass(frozen=True)
@@ -123,6 +132,11 @@ class ControlConfig:
       fraction) of the best; the accuracy so saved pays for smaller levels in bursts.
     - ``budget_s``: accuracy saved above the floor fades with this time constant (the
       floor holds on average over about this long).
+    - ``slo_ms``, ``shed_budget``: the frames' SLO (capture -> result back) and the
+      largest share of frames that may be shed when no tier at any level meets it
+      (:class:`~autosteer.offload.slo.SloRule`, the same rule the baselines get); past the
+      budget, or with none (0, the default), such a frame goes at the fastest level the
+      accuracy floor allows. None: no SLO.
     """
 
     interval_s: float = 1.0
@@ -143,6 +157,8 @@ class ControlConfig:
     accuracy_reserve: float = 0.02
     reserve_cost: float = 0.15
     budget_s: float = 30.0
+    slo_ms: float | None = None
+    shed_budget: float = 0.0
 
     def __post_init__(self) -> None:
         if self.interval_s <= 0:
@@ -157,6 +173,7 @@ class ControlConfig:
         if min(self.accuracy_reserve, self.reserve_cost) < 0 or self.budget_s <= 0:
             raise ValueError(f"need accuracy_reserve, reserve_cost >= 0 and budget_s > 0; got "
                              f"{self.accuracy_reserve}, {self.reserve_cost}, {self.budget_s}")
+        SloRule(self.slo_ms, self.shed_budget)  # the same checks, the same messages
         if self.slack < 0 or self.mean_weight < 0 or self.hysteresis_ms < 0:
             raise ValueError("slack, mean_weight and hysteresis_ms must be >= 0; got "
                              f"{self.slack}, {self.mean_weight}, {self.hysteresis_ms}")
@@ -189,6 +206,9 @@ class OffloadController:
         self._probed = False  # that frame was a probe (probes go in pairs, not trains)
         self._explore_credit = 0.0  # grows by ``explore`` a frame; a cloud frame or copy spends 1
         self.copy = False  # the frame just sent to the edge is also copied to the cloud
+        self.shed: str | None = None  # why the frame just decided is shed (None: sent)
+        self._slo = SloRule(self._cfg.slo_ms, self._cfg.shed_budget)
+        self._shed_n = 0  # frames shed since the previous control step
         self._last: ControlDecision | None = None
         self._level: QualityLevel = profile.levels[0]  # planned, per control step
         self._need = 0.0  # least cloud accuracy that keeps the floor at the planned split
@@ -219,8 +239,13 @@ class OffloadController:
                 log.exception("offload control step failed; keeping the previous split")
         cam = frame.camera
         size = frame.size_bytes or int(live.size(cam))
+        self.copy = False
+        self.shed = self._slo.verdict(now - frame.ts_ms / 1000, live.soonest_s(size, now), now)
         lv, wire, cloud_done = self._cloud_option(self._level, size, now)
         edge_done = live.completion_s("edge", size, now) + live.overhead_s("edge")
+        if self.shed is not None:  # hopeless: answered "shed"; no credit, queue or copy
+            self._shed_n += 1
+            return "edge" if edge_done <= cloud_done else "cloud"
         if min(cloud_done, edge_done) > self._deadline_s:
             # a queue spiked (neither tier meets the deadline at the planned level): the
             # level finishing first among those the floor allows
@@ -240,7 +265,6 @@ class OffloadController:
         if done[tier] > self._deadline_s and done[other] < done[tier]:
             tier = other  # deadline-aware: a queue spiked
             self._overrides += 1
-        self.copy = False
         self._explore_credit += cfg.explore
         if tier == "cloud":
             credit -= 1.0
@@ -560,6 +584,38 @@ class OffloadController:
         lam_e = float(lam.sum()) - lam_c
         return (floor * (lam_e + lam_c) - lam_e * inp.edge_accuracy) / max(lam_c, 1e-9) - 1e-9
 
+    def _next_mean(self, model: OffloadModel, x: np.ndarray, p: Prediction,
+                   now: float) -> tuple[float, float]:
+        """The mean latency of the frames seen back by the next step, and the longer
+        path's backlog drain time: each path's known backlog (the frames sent and not seen
+        back, :meth:`~autosteer.offload.live.LiveState.backlog`) drains ahead of the new
+        frames at the planned split (:func:`~autosteer.offload.queueing.drain_mean`), and
+        the frames to come are those of the cameras still sending (a backlog camera that
+        dumped its frames at once is in the rates for a window, not in what comes next);
+        the steady-state mean where nothing would come back."""
+        live, horizon = self._live, self._cfg.interval_s
+        cams = sorted(c for c, r in live.rates(now).items() if r > 0)
+        sending = live.sending(now)
+        active = np.array([sending.get(c, False) for c in cams], dtype=bool)
+        if active.any() and not active.all():  # the load to come: cameras still sending
+            inp = model.inputs
+            rates = tuple(r if a else 0.0 for r, a in zip(inp.rates_fps, active, strict=True))
+            model = OffloadModel(dataclasses.replace(inp, rates_fps=rates), model.quantile)
+            p = model.predict(x)
+        lam_e, lam_c, _ = (float(v[0]) for v in model.loads(x))
+        ages_e, free_e = live.backlog("edge", now)
+        ages_c, free_c = live.backlog("cloud", now)
+        n_e, sum_e = drain_mean(ages_e, free_e, 0.0, lam_e, float(p.edge_util),
+                                float(p.edge_mean_s), horizon)
+        util_c = float(max(p.link_util, p.cloud_util, p.encode_util))
+        n_c, sum_c = drain_mean(ages_c, free_c, live.link.delay_s, lam_c, util_c,
+                                float(p.cloud_mean_s), horizon)
+        backlog = max(free_e / max(1.0 - float(p.edge_util), 0.05),
+                      free_c / max(1.0 - util_c, 0.05))
+        if n_e + n_c <= 0:
+            return float(p.mean_s), backlog
+        return (sum_e + sum_c) / (n_e + n_c), backlog
+
     def _max_throughput(self, model: OffloadModel) -> np.ndarray:
         """One share for every camera, balancing the busiest queue on each side."""
         grid = np.linspace(0.0, 1.0, 101)
@@ -574,23 +630,26 @@ class OffloadController:
         rates, cfg = self._live.rates(now), self._cfg
         total = sum(rates.get(c, 0.0) for c in self._offload) or 1.0
         ratio = sum(rates.get(c, 0.0) * v for c, v in self._offload.items()) / total
-        kw = {}
+        kw: dict[str, Any] = {}
         if model is not None and x is not None:
             p = model.predict(x)
             self._deadline_s = (cfg.deadline_ms / 1000 if cfg.deadline_ms is not None
                                 else cfg.deadline_slack * float(p.p95_s))
             self._edge_batch = float(p.edge_batch)
-            kw = dict(predicted_mean_ms=1000 * float(p.mean_s),
+            mean_s, backlog_s = self._next_mean(model, x, p, now)
+            kw = dict(predicted_mean_ms=1000 * mean_s,
                       predicted_p95_ms=1000 * float(p.p95_s), edge_util=float(p.edge_util),
                       link_util=float(p.link_util), cloud_util=float(p.cloud_util),
-                      predicted_accuracy=float(p.accuracy))
+                      predicted_accuracy=float(p.accuracy),
+                      steady_mean_ms=1000 * float(p.mean_s), backlog_ms=1000 * backlog_s)
         self._last = ControlDecision(
             ts_s=now, offload_ratio=ratio, offload=dict(self._offload),
             measured_mean_ms=measured[0], measured_p95_ms=measured[1],
             deadline_ms=1000 * self._deadline_s, overrides=self._overrides, steps=steps,
             solve_ms=(time.perf_counter() - t0) * 1000, reason=reason,
-            level=self._level.name, **kw)
+            level=self._level.name, shed=self._shed_n, **kw)
         self._overrides = 0
+        self._shed_n = 0
         log.debug("offload decision %s", self._last)
         return self._last
 

@@ -142,6 +142,23 @@ class RateMeter:
             return 0.0
         return len(self._t) / min(self.window_s, max(now_s - self._first, self._min_span))
 
+    def sending(self, now_s: float, gaps: float = 3.0, floor_s: float = 0.25) -> bool:
+        """Whether events still come: the last one is at most ``gaps`` mean gaps (at the
+        current rate) ago, and at least ``floor_s``. A backlog dumped at once keeps a rate
+        for a window, but stops sending at once.
+
+        >>> m = RateMeter(window_s=10.0, min_span_s=2.0)
+        >>> for _ in range(30):
+        ...     m.update(5.0)            # 30 frames at once: 15 frames/s for a while
+        >>> round(m.rate(6.0), 1), m.sending(5.1), m.sending(6.0)
+        (15.0, True, False)
+        """
+        self._trim(now_s)
+        if not self._t:
+            return False
+        rate = self.rate(now_s)
+        return now_s - self._t[-1] <= max(gaps / rate if rate > 0 else 0.0, floor_s)
+
     def scv(self) -> float:
         """Squared coefficient of variation of the gaps in the window (1 = Poisson)."""
         if len(self._t) < 3:

@@ -149,6 +149,12 @@ class LiveState:
             self._sizes.pop(cam, None)
         return out
 
+    def sending(self, now_s: float) -> dict[str, bool]:
+        """Per camera in :meth:`rates`: whether its frames still come
+        (:meth:`~autosteer.offload.estimate.RateMeter.sending`); a backlog camera that
+        dumped its frames at once keeps a rate for a window but sends nothing more."""
+        return {cam: m.sending(now_s) for cam, m in self._rates.items()}
+
     def size(self, camera: str) -> float:
         e = self._sizes.get(camera)
         if e is not None and e.value is not None:
@@ -240,6 +246,29 @@ class LiveState:
         cloud = self.profile.cloud
         return (max(arrive, self._cloud_free) - now_s + self.cloud_scale * cloud.service_s(1)
                 + link.delay_s)
+
+    def soonest_s(self, size_bytes: int, now_s: float) -> float:
+        """The soonest a frame of ``size_bytes`` routed now could have its result back, in
+        seconds from now: the edge (plus the hop to its detector), or the cloud at any of
+        the profile's quality levels (encode, then the level's bytes on the wire). What
+        :class:`~autosteer.offload.slo.SloRule` calls hopeless is judged on this, the same
+        for every policy."""
+        edge = self.completion_s("edge", size_bytes, now_s) + self.hop_s
+        cloud = min(lv.encode_s + self.completion_s(
+            "cloud", max(1, int(size_bytes * lv.bytes_ratio)), now_s)
+            for lv in self.profile.levels)
+        return min(edge, cloud)
+
+    def backlog(self, tier: Tier, now_s: float) -> tuple[list[float], float]:
+        """What ``tier`` still holds: the ages (s since capture, oldest first) of the
+        frames sent there and not seen back, and the seconds until its virtual clock is
+        free of them (the edge queue; for the cloud, the wire and the cloud's queue). The
+        known backlog a transient prediction drains
+        (:func:`~autosteer.offload.queueing.drain_mean`)."""
+        pre = self._pre.get(0.0)
+        ages = [now_s - sent + pre for sent, _ in self._out[tier].values()]
+        free = self._edge_free if tier == "edge" else self._cloud_free
+        return ages, max(0.0, free - now_s)
 
     def recent(self, since_s: float, tier: Tier | None = None) -> list[float]:
         """End-to-end seconds (result back at the router) of frames seen since ``since_s``."""

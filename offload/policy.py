@@ -3,9 +3,12 @@
 Every policy (the fixed split here, the queueing-model controller in ``controller.py``
 and the baselines in ``baselines.py``) implements :class:`OffloadPolicy`:
 ``decide(frame)`` returns a tier and ``learn(observation)`` feeds back what happened. The
-router agent only calls these two, and reads two optional attributes right after
-``decide``: :func:`cloud_level` (the quality a cloud frame is sent at) and
-:func:`cloud_copy` (an edge frame the policy also wants on the cloud, to measure it).
+router agent only calls these two, and reads three optional attributes right after
+``decide``: :func:`cloud_level` (the quality a cloud frame is sent at), :func:`cloud_copy`
+(an edge frame the policy also wants on the cloud, to measure it) and
+:func:`shed_reason` (the policy answers the frame ``status: "shed"`` instead: no tier could
+meet its SLO). :func:`route_of` calls ``decide`` and reads all three into one
+:class:`Route`.
 
 :class:`FixedRatio` realises a target edge share with a deficit counter, so the split is
 smooth and exact over any window rather than a coin flip:
@@ -68,6 +71,56 @@ class OffloadPolicy(Protocol):
     def decide(self, frame: FrameMeta) -> Tier: ...
 
     def learn(self, obs: Observation) -> None: ...
+
+
+@dataclass(frozen=True)
+class Route:
+    """What the router does with one frame, as :func:`route_of` reads it off a policy.
+
+    ``tier``: where it goes (for a shed frame, where it would have gone). ``level``: the
+    quality a cloud frame is re-encoded at (``FULL`` on the edge). ``copy``: an edge frame
+    the policy also wants on the cloud, as captured. ``shed_reason``: not None when the
+    policy answers the frame ``status: "shed"`` instead of sending it anywhere (nothing is
+    sent, not even a copy); the reason says why, for the record."""
+
+    tier: Tier
+    level: QualityLevel = FULL
+    copy: bool = False
+    shed_reason: str | None = None
+
+    @property
+    def shed(self) -> bool:
+        return self.shed_reason is not None
+
+
+def route_of(policy: OffloadPolicy, frame: FrameMeta) -> Route:
+    """``policy.decide(frame)`` and the optional attributes read right after it, as one
+    :class:`Route` (the router's one call per frame).
+
+    >>> r = route_of(FixedRatio(0.0), FrameMeta("cam1", 0, 0))
+    >>> r.tier, r.level.name, r.copy, r.shed
+    ('cloud', 'full', False, False)
+    """
+    tier = policy.decide(frame)
+    reason = shed_reason(policy)
+    if reason is not None:
+        return Route(tier, FULL, False, reason)
+    if tier == "cloud":
+        return Route(tier, cloud_level(policy))
+    return Route(tier, FULL, cloud_copy(policy))
+
+
+def shed_reason(policy: object) -> str | None:
+    """Why ``policy`` sheds the frame it just decided (its ``shed`` attribute: a non-empty
+    string), or None: it is sent to its tier. A shed frame is answered at once with
+    ``status: "shed"`` and no boxes, and it counts as an SLO miss. None for policies
+    without the attribute.
+
+    >>> shed_reason(FixedRatio(0.5)) is None
+    True
+    """
+    reason = getattr(policy, "shed", None)
+    return reason if isinstance(reason, str) and reason else None
 
 
 def cloud_level(policy: object) -> QualityLevel:

@@ -26,6 +26,7 @@ False
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -342,3 +343,44 @@ class OffloadModel:
         if single:
             out = Prediction(*(np.asarray(v)[0] for v in vars(out).values()))
         return out
+
+
+def drain_mean(ages_s: list[float], free_s: float, tail_s: float, rate_fps: float,
+               util: float, steady_s: float, horizon_s: float,
+               points: int = 32) -> tuple[float, float]:
+    """The transient term for a known backlog on one FIFO path: how many frames finish
+    within the next ``horizon_s`` and the sum of their end-to-end latencies (s).
+
+    - **Queued now:** ``ages_s`` (seconds since capture, oldest first) of the ``n``
+      frames on the path; its virtual clock is free of them in ``free_s``. The j-th
+      (from 0) finishes ``(j + 1) / n * free_s + tail_s`` from now (``tail_s``: what
+      follows the queue, e.g. the result's way back), at latency its age plus that.
+    - **Arriving:** ``rate_fps`` frames/s, evenly over the horizon. One arriving at ``t``
+      finds the residual backlog ``R(t) = max(0, free_s - t (1 - util))`` (the path works
+      the backlog off at what its new load ``util`` leaves over) and takes the
+      steady-state sojourn ``steady_s`` plus ``R(t)``; it counts if that ends in the
+      horizon.
+
+    Without a backlog this is the steady state (a frame arriving now takes ``steady_s``);
+    with one, the frames seen back next are the queued ones, old already.
+
+    >>> n, total = drain_mean([0.5, 0.4], free_s=0.2, tail_s=0.0, rate_fps=0.0,
+    ...                       util=0.5, steady_s=0.05, horizon_s=1.0)
+    >>> n, round(total / n, 3)   # 0.5 + 0.1 and 0.4 + 0.2
+    (2.0, 0.6)
+    """
+    n_old = len(ages_s)
+    count, total = 0.0, 0.0
+    for j, age in enumerate(ages_s):
+        done = (j + 1) / n_old * free_s + tail_s
+        if done <= horizon_s:
+            count += 1
+            total += age + done
+    if rate_fps > 0 and math.isfinite(steady_s):
+        t = (np.arange(points) + 0.5) * horizon_s / points
+        lat = steady_s + np.maximum(0.0, free_s - t * (1.0 - util))
+        ok = t + lat <= horizon_s
+        weight = rate_fps * horizon_s / points
+        count += weight * float(ok.sum())
+        total += weight * float(lat[ok].sum())
+    return count, total

@@ -17,9 +17,9 @@ True
 from __future__ import annotations
 
 from autosteer.spec.model import Operator
+from autosteer.streams.roles import ROLES
 
-# the roles of autosteer.streams.app.ROLES (not imported here: that module loads Faust)
-ROLES = ("router", "edge", "cloud", "sink", "ingest", "anomaly", "retrain")
+__all__ = ["ROLES", "role_of"]
 
 
 def role_of(op: Operator, node_tier: str) -> str | None:

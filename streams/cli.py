@@ -58,28 +58,47 @@ def main(loglevel: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _mount_testbed() -> None:
+    from autosteer.infra.testbed_cli import testbed
+
+    main.add_command(testbed)
+
+
+_mount_testbed()
+
+
 # --- infra ---------------------------------------------------------------------------
 @main.group()
 def infra() -> None:
-    """Local broker (tansu), ClickHouse server and RTSP test camera."""
+    """Local broker (tansu or a 3-node Apache Kafka cluster), ClickHouse server and RTSP
+    test camera."""
+
+
+BROKER_CHOICE = click.Choice(["tansu", "kafka"])
 
 
 @infra.command("up")
+@click.option("--broker", type=BROKER_CHOICE, default=None,
+              help="tansu (in memory) or kafka (3 Apache Kafka nodes); default AUTOSTEER_BROKER")
 @click.option("--no-clickhouse", is_flag=True, help="do not start a ClickHouse server")
 @click.option("--no-rtsp", is_flag=True, help="do not start the RTSP test camera")
-def infra_up(no_clickhouse: bool, no_rtsp: bool) -> None:
+def infra_up(broker: str | None, no_clickhouse: bool, no_rtsp: bool) -> None:
     """Start what is not running; create topics and tables. Idempotent."""
     from autosteer.infra.stack import LocalStack
 
     s = _settings()
-    stack = LocalStack.from_settings(s)
+    stack = LocalStack.from_settings(s, broker)
     stack.up(s, clickhouse=not no_clickhouse, rtsp=not no_rtsp)
     _print_status(stack)
+    exports = stack.exports(s)
+    if stack.broker.kind == "kafka":
+        click.echo("for other autosteer commands:\n  export "
+                   + " ".join(f"{k}={v}" for k, v in exports.items()))
 
 
 @infra.command("down")
 def infra_down() -> None:
-    """Stop the local servers started by `infra up`."""
+    """Stop the local servers started by `infra up` (both kinds of broker)."""
     from autosteer.infra.stack import LocalStack
 
     LocalStack.from_settings(_settings()).down()
@@ -87,11 +106,13 @@ def infra_down() -> None:
 
 
 @infra.command("status")
-def infra_status() -> None:
+@click.option("--broker", type=BROKER_CHOICE, default=None,
+              help="the broker to list even when stopped; default AUTOSTEER_BROKER")
+def infra_status(broker: str | None) -> None:
     """Say what runs where."""
     from autosteer.infra.stack import LocalStack
 
-    _print_status(LocalStack.from_settings(_settings()))
+    _print_status(LocalStack.from_settings(_settings(), broker))
 
 
 def _print_status(stack: Any) -> None:
@@ -127,7 +148,7 @@ def models_prepare(person: bool) -> None:
 @click.option("--web-port", type=int, default=None)
 def worker(roles: str | None, node: str | None, web_port: int | None) -> None:
     """Run the pipeline's Faust worker until interrupted."""
-    from autosteer.streams.app import run_worker
+    from autosteer.streams.worker import run_worker
 
     s = _settings()
     overrides = {k: v for k, v in {"roles": roles, "node": node, "web_port": web_port}.items()

@@ -2,8 +2,9 @@
 batches, without a restart.
 
 :class:`ModelWatcher` is a thread with its own confluent-kafka consumer (a group of its
-own, so every worker sees every update) that reads the topic from the beginning and
-hands each valid :class:`~autosteer.retrain.records.ModelUpdate` to a callback. An
+own, so every worker sees every update) that reads the topic from the beginning, loads
+what this worker serves, and hands each valid
+:class:`~autosteer.retrain.records.ModelUpdate` to the event loop, which applies it. An
 update's ``canary`` says how it rolls out:
 
 - ``1.0``: serve it to every frame (promote);
@@ -14,17 +15,19 @@ update's ``canary`` says how it rolls out:
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from autosteer.errors import ModelError, RecordError
+from autosteer.errors import ModelError
 from autosteer.processors.detector import Detector, load_detector
 from autosteer.processors.manifest import sha256_file
 from autosteer.retrain.records import ModelUpdate
 from autosteer.settings import Settings
+from autosteer.streams.pipeline import Incoming
+from autosteer.streams.supervise import Health, SupervisedThread
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 log = logging.getLogger(__name__)
@@ -45,42 +48,60 @@ def load_update(update: ModelUpdate, settings: Settings, threads: int) -> Detect
                          intra_op_threads=threads, score_threshold=floor)
 
 
-class ModelWatcher(threading.Thread):
-    """Call ``on_update`` for every model update on ``topic``, from the beginning."""
+class ModelWatcher(SupervisedThread):
+    """Hand every model update on ``topic`` (from the beginning) to the event loop.
 
-    def __init__(self, settings: Settings, topic: str,
-                 on_update: Callable[[ModelUpdate], None]) -> None:
-        super().__init__(name="model-watcher", daemon=True)
+    This thread only reads and loads: for an update that ``wanted(update)`` says this
+    worker serves, it loads the artifact here (seconds of work off the loop), then hands
+    ``on_update(update, detector)`` to ``loop`` with ``call_soon_threadsafe``; the loop
+    owns every piece of state the update changes. A message that is not a valid update,
+    or whose artifact cannot be loaded, goes to ``on_failed(message, error)`` on the loop
+    (a dead letter). A crash restarts the thread, which reads the topic again from the
+    beginning (updates apply idempotently)."""
+
+    def __init__(self, settings: Settings, topic: str, loop: asyncio.AbstractEventLoop,
+                 on_update: Callable[[ModelUpdate, Detector | None], None],
+                 on_failed: Callable[[Incoming, Exception], None],
+                 wanted: Callable[[ModelUpdate], bool], threads: int,
+                 health: Health | None = None) -> None:
+        super().__init__("model-watcher", health, settings.agent_backoff_s)
         self.settings = settings
         self.topic = topic
+        self.loop = loop
         self.on_update = on_update
-        self.halt = threading.Event()
+        self.on_failed = on_failed
+        self.wanted = wanted
+        self.threads = threads
+        self._loaded: dict[tuple[str, str], Detector] = {}  # this thread's, by model@version
 
-    def stop(self) -> None:
-        self.halt.set()
-
-    def run(self) -> None:
+    def work(self) -> None:
         conf = self.settings.consumer_config(f"{self.settings.topic_prefix}-models-"
                                              f"{uuid.uuid4().hex[:8]}")
         conf.update({"enable.auto.commit": False})
         consumer = Consumer(conf)
-        # assigned, not subscribed: no group join to wait for, every partition, from 0
-        meta = consumer.list_topics(self.topic, timeout=10).topics[self.topic]
-        consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING)
-                         for p in meta.partitions])
         try:
+            # assigned, not subscribed: no group join to wait for, every partition, from 0
+            meta = consumer.list_topics(self.topic, timeout=10).topics[self.topic]
+            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING)
+                             for p in meta.partitions])
             while not self.halt.is_set():
                 m = consumer.poll(0.5)
+                self.progress()
                 if m is None or m.error():
                     continue
                 try:
                     update = ModelUpdate.parse(m.value())
-                except RecordError as exc:
-                    log.warning("ignoring a malformed model update: %s", exc)
+                    det = self._load(update) if self.wanted(update) else None
+                except Exception as exc:  # noqa: BLE001 - this message only: a dead letter
+                    item = Incoming(m.value(), m.key(), m.topic(), m.partition(), m.offset())
+                    self.loop.call_soon_threadsafe(self.on_failed, item, exc)
                     continue
-                try:
-                    self.on_update(update)
-                except Exception:  # noqa: BLE001 - one bad update must not stop the watcher
-                    log.exception("model update %s@%s failed", update.model, update.version)
+                self.loop.call_soon_threadsafe(self.on_update, update, det)
         finally:
             consumer.close()
+
+    def _load(self, update: ModelUpdate) -> Detector:
+        key = (update.model, update.version)
+        if key not in self._loaded:
+            self._loaded[key] = load_update(update, self.settings, self.threads)
+        return self._loaded[key]

@@ -1,7 +1,9 @@
 """The pipeline's steps as plain synchronous functions; the Faust agents only call these.
 
 Each step takes raw message values (bytes) and returns what to publish, and a list of
-:class:`Rejected` items for the dead-letter topic; no step raises on bad input.
+:class:`Rejected` items for the dead-letter topic. No step raises for one message:
+whatever handling a message raises (a contract error, a decoder's or a model's own
+exception) becomes that message's :class:`Rejected`, with the error's type.
 """
 
 from __future__ import annotations
@@ -23,11 +25,9 @@ from autosteer.offload.policy import (
     cloud_level,
     count_copy,
 )
-from autosteer.processors.decode import decode_jpeg
+from autosteer.processors.decode import DEFAULT_LIMITS, DecodeLimits, decode_jpeg
 from autosteer.processors.detector import Detector
 from autosteer.processors.reencode import reencode
-from autosteer.telemetry.schema import Table
-from autosteer.telemetry.sink import Position
 from autosteer.telemetry.window import Sample
 from autosteer.topics.records import (
     Box,
@@ -61,12 +61,13 @@ class Incoming:
 class Rejected:
     item: Incoming
     error: Exception
+    where: str = ""  # what was being done when it failed (empty: the record's contract)
 
     def dead_letter(self, node: str, max_message_bytes: int = 1 << 42) -> DeadLetter:
         """The dead letter for this item, cut to fit ``max_message_bytes``."""
         it = self.item
         return DeadLetter.of(node, it.topic, it.partition, it.offset, it.key, it.value,
-                             self.error, max_message_bytes)
+                             self.error, max_message_bytes, where=self.where)
 
 
 @dataclass(frozen=True)
@@ -101,28 +102,36 @@ def route(items: Sequence[Incoming], policy: OffloadPolicy,
         except RecordError as exc:
             rejected.append(Rejected(it, exc))
             continue
-        meta = FrameMeta(frame.camera, frame.seq, frame.ts_ms, len(it.value or b""))
-        tier = policy.decide(meta)
-        copy = shadow = False
-        if tier == "edge":
-            copy = cloud_copy(policy)
-            due = shadow_due is not None and shadow_due(frame.camera)
-            shadow = copy or due
-            if due and not copy:
-                copy = count_copy(policy, meta)
-        payload = None
-        level = cloud_level(policy) if tier == "cloud" else None
-        if level is not None and not level.is_full:
-            try:
-                jpeg = reencode(frame.jpeg, scale=level.scale, quality=level.jpeg_quality)
-                size = {k: round(v * level.scale) for k, v in
-                        (("width", frame.width), ("height", frame.height)) if v}
-                frame = frame.model_copy(update={"jpeg": jpeg, **size})
-                payload = frame.dumps()
-            except DecodeError:
-                pass  # not an image: the cloud detector rejects it to the dead letters
-        routed.append(Routed(it, tier, frame, payload, copy=copy, shadow=shadow))
+        try:
+            routed.append(_route_one(it, frame, policy, shadow_due))
+        except Exception as exc:  # noqa: BLE001 - a policy's or encoder's own error
+            rejected.append(Rejected(it, exc, "routing the frame"))
     return routed, rejected
+
+
+def _route_one(it: Incoming, frame: FrameRecord, policy: OffloadPolicy,
+               shadow_due: Callable[[str], bool] | None) -> Routed:
+    meta = FrameMeta(frame.camera, frame.seq, frame.ts_ms, len(it.value or b""))
+    tier = policy.decide(meta)
+    copy = shadow = False
+    if tier == "edge":
+        copy = cloud_copy(policy)
+        due = shadow_due is not None and shadow_due(frame.camera)
+        shadow = copy or due
+        if due and not copy:
+            copy = count_copy(policy, meta)
+    payload = None
+    level = cloud_level(policy) if tier == "cloud" else None
+    if level is not None and not level.is_full:
+        try:
+            jpeg = reencode(frame.jpeg, scale=level.scale, quality=level.jpeg_quality)
+            size = {k: round(v * level.scale) for k, v in
+                    (("width", frame.width), ("height", frame.height)) if v}
+            frame = frame.model_copy(update={"jpeg": jpeg, **size})
+            payload = frame.dumps()
+        except DecodeError:
+            pass  # not an image: the cloud detector rejects it to the dead letters
+    return Routed(it, tier, frame, payload, copy=copy, shadow=shadow)
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,7 @@ class Result:
     detection: Detection
     telemetry: TelemetryRecord
     shadow_jpeg: bytes | None = None  # set for shadow frames: they go to the shadow topic
+    source: Incoming | None = None  # the message it answers (dead-lettered if publishing fails)
 
     def shadow_result(self) -> ShadowResult:
         d = self.detection
@@ -185,11 +195,12 @@ class DetectStage:
     """Parse, decode and detect a batch of frames for one tier."""
 
     def __init__(self, detector: Detector, tier: Tier, node: str,
-                 max_age_ms: int = 0) -> None:
+                 max_age_ms: int = 0, limits: DecodeLimits = DEFAULT_LIMITS) -> None:
         self.detector = detector
         self.tier = tier
         self.node = node
         self.max_age_ms = max_age_ms
+        self.limits = limits
         self.thresholds: dict[str, float] = {}  # per camera, for the current model
         self.candidate: Canary | None = None
 
@@ -212,13 +223,6 @@ class DetectStage:
             return c.detector, c.thresholds
         return self.detector, self.thresholds
 
-    def process(self, items: Sequence[Incoming], taken_ms: int,
-                queue_depth: int = 0) -> tuple[list[Result], list[Rejected]]:
-        """:meth:`prepare` then :meth:`infer`, in one call."""
-        prepared = self.prepare(items)
-        results, rejected = self.infer(prepared, taken_ms, queue_depth)
-        return results, prepared.rejected + rejected
-
     def prepare(self, items: Sequence[Incoming], now: int | None = None) -> Prepared:
         """Parse and decode (CPU work that can overlap the previous batch's inference).
         Frames older than ``max_age_ms`` are shed, not decoded: when the detector falls
@@ -234,9 +238,12 @@ class DetectStage:
                 if self.max_age_ms and now - frame.ts_ms > self.max_age_ms:
                     shed.append((it, frame))
                     continue
-                image = decode_jpeg(frame.jpeg)
+                image = decode_jpeg(frame.jpeg, self.limits)
             except AutosteerError as exc:
                 rejected.append(Rejected(it, exc))
+                continue
+            except Exception as exc:  # noqa: BLE001 - a decoder's own error
+                rejected.append(Rejected(it, exc, "decoding the frame"))
                 continue
             good.append((it, frame, image, (time.perf_counter() - t0) * 1000))
         return Prepared(good, rejected, shed)
@@ -267,66 +274,69 @@ class DetectStage:
         groups: dict[int, list[int]] = {}
         for i, (det, _) in enumerate(serving):
             groups.setdefault(id(det), []).append(i)
-        all_boxes: list[list[Box]] = [[] for _ in good]
+        all_boxes: list[list[Box] | None] = [None] * len(good)
+        failed: dict[int, Exception] = {}
         t0 = time.perf_counter()
-        try:
-            for idx in groups.values():
-                det = serving[idx[0]][0]
+        for idx in groups.values():
+            det = serving[idx[0]][0]
+            try:
                 for i, boxes in zip(idx, det.detect([good[i][2] for i in idx]), strict=True):
                     all_boxes[i] = boxes
-            if extra_s > 0:  # injected fault: a slower node (tests, benchmarks)
-                time.sleep(extra_s * len(good))
-        except Exception as exc:  # a model failure rejects the batch, never kills the agent
-            return [], [Rejected(g[0], exc) for g in good]
+            except Exception:  # noqa: BLE001 - the batch failed: each frame once more, alone
+                for i in idx:
+                    try:
+                        all_boxes[i] = det.detect([good[i][2]])[0]
+                    except Exception as exc:  # noqa: BLE001 - this frame fails alone too
+                        failed[i] = exc
+        if extra_s > 0:  # injected fault: a slower node (tests, benchmarks)
+            time.sleep(extra_s * len(good))
         infer_ms = (time.perf_counter() - t0) * 1000 / len(good)
-        done = now_ms()
+        rejected = [Rejected(good[i][0], exc, "running the model on the frame")
+                    for i, exc in failed.items()]
         results = []
-        for n, ((it, frame, image, decode_ms), boxes) in enumerate(
-                zip(good, all_boxes, strict=True)):
-            detector, thresholds = serving[n]
-            if frame.camera in thresholds:  # a per-camera threshold from retraining
-                boxes = [b for b in boxes if b.score >= thresholds[frame.camera]]
-            produced = it.produced_ms or frame.ts_ms
-            routed = it.routed_ms or produced
-            received = max(routed, min(it.received_ms or routed, taken_ms))
-            lat = Latency(
-                ingest_ms=max(0.0, produced - frame.ts_ms), route_ms=max(0.0, routed - produced),
-                link_ms=float(received - routed), queue_ms=float(taken_ms - received),
-                decode_ms=round(decode_ms, 3), infer_ms=round(infer_ms, 3),
-                total_ms=max(0.0, done - frame.ts_ms),
-            )
-            det = Detection(
-                camera=frame.camera, seq=frame.seq, ts_ms=frame.ts_ms, tier=self.tier,
-                node=self.node, model_id=detector.model_id, model_version=detector.version,
-                width=image.shape[1], height=image.shape[0], boxes=boxes, latency=lat,
-            )
-            scores = [b.score for b in boxes]
-            tel = TelemetryRecord(
-                ts_ms=done, node=self.node, camera=frame.camera, seq=frame.seq, tier=self.tier,
-                model_id=detector.model_id, model_version=detector.version,
-                batch_size=len(good), queue_depth=queue_depth,
-                ingest_ms=lat.ingest_ms, route_ms=lat.route_ms, link_ms=lat.link_ms,
-                queue_ms=lat.queue_ms, decode_ms=lat.decode_ms, infer_ms=lat.infer_ms,
-                total_ms=lat.total_ms, n_detections=len(boxes), max_score=max(scores, default=0.0),
-                mean_score=float(np.mean(scores)) if scores else 0.0,
-            )
-            results.append(Result(det, tel, frame.jpeg if it.shadow else None))
-        return results, []
+        for n, boxes in enumerate(all_boxes):
+            if boxes is None:
+                continue
+            try:
+                results.append(self._result(good[n], boxes, serving[n], taken_ms,
+                                            queue_depth, len(good), infer_ms))
+            except Exception as exc:  # noqa: BLE001 - e.g. a model's out-of-range output
+                rejected.append(Rejected(good[n][0], exc, "building the frame's result"))
+        return results, rejected
 
-
-def table_rows(items: Sequence[Incoming],
-               table: Table) -> tuple[list[tuple], list[Position], list[Rejected]]:
-    """Parse ``table.record`` messages into rows (without source columns) and positions."""
-    rows, positions, rejected = [], [], []
-    for it in items:
-        try:
-            rec = table.record.parse(it.value)
-        except RecordError as exc:
-            rejected.append(Rejected(it, exc))
-            continue
-        rows.append(table.to_row(rec))
-        positions.append(Position(it.topic, it.partition, it.offset))
-    return rows, positions, rejected
+    def _result(self, prepared: tuple[Incoming, FrameRecord, np.ndarray, float],
+                boxes: list[Box], serving: tuple[Detector, dict[str, float]], taken_ms: int,
+                queue_depth: int, batch_size: int, infer_ms: float) -> Result:
+        it, frame, image, decode_ms = prepared
+        done = now_ms()
+        detector, thresholds = serving
+        if frame.camera in thresholds:  # a per-camera threshold from retraining
+            boxes = [b for b in boxes if b.score >= thresholds[frame.camera]]
+        produced = it.produced_ms or frame.ts_ms
+        routed = it.routed_ms or produced
+        received = max(routed, min(it.received_ms or routed, taken_ms))
+        lat = Latency(
+            ingest_ms=max(0.0, produced - frame.ts_ms), route_ms=max(0.0, routed - produced),
+            link_ms=float(received - routed), queue_ms=float(taken_ms - received),
+            decode_ms=round(decode_ms, 3), infer_ms=round(infer_ms, 3),
+            total_ms=max(0.0, done - frame.ts_ms),
+        )
+        det = Detection(
+            camera=frame.camera, seq=frame.seq, ts_ms=frame.ts_ms, tier=self.tier,
+            node=self.node, model_id=detector.model_id, model_version=detector.version,
+            width=image.shape[1], height=image.shape[0], boxes=boxes, latency=lat,
+        )
+        scores = [b.score for b in boxes]
+        tel = TelemetryRecord(
+            ts_ms=done, node=self.node, camera=frame.camera, seq=frame.seq, tier=self.tier,
+            model_id=detector.model_id, model_version=detector.version,
+            batch_size=batch_size, queue_depth=queue_depth,
+            ingest_ms=lat.ingest_ms, route_ms=lat.route_ms, link_ms=lat.link_ms,
+            queue_ms=lat.queue_ms, decode_ms=lat.decode_ms, infer_ms=lat.infer_ms,
+            total_ms=lat.total_ms, n_detections=len(boxes), max_score=max(scores, default=0.0),
+            mean_score=float(np.mean(scores)) if scores else 0.0,
+        )
+        return Result(det, tel, frame.jpeg if it.shadow else None, source=it)
 
 
 R = TypeVar("R", bound=Record)

@@ -18,8 +18,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from autosteer.errors import RecordError, StoreError
+from autosteer.errors import StoreError
 from autosteer.settings import Settings
+from autosteer.streams.supervise import Health, SupervisedThread
 from autosteer.telemetry.schema import Table
 from autosteer.telemetry.sink import Position, Sink
 from autosteer.topics.records import DeadLetter
@@ -28,32 +29,31 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 log = logging.getLogger(__name__)
 
 
-class TelemetryLoader(threading.Thread):
-    """Consume ``tables`` (topic -> Table) and store them through ``sink`` until stopped."""
+class TelemetryLoader(SupervisedThread):
+    """Consume ``tables`` (topic -> Table) and store them through ``sink`` until stopped.
+    A crash restarts it with backoff; it commits only stored batches, so Kafka
+    redelivers what it held."""
 
     def __init__(self, settings: Settings, tables: dict[str, Table], sink: Sink,
-                 deadletter_topic: str, *, group: str | None = None) -> None:
-        super().__init__(name="telemetry-loader", daemon=True)
+                 deadletter_topic: str, *, group: str | None = None,
+                 health: Health | None = None) -> None:
+        super().__init__("telemetry-loader", health, settings.agent_backoff_s)
         self.settings = settings
         self.tables = tables
         self.sink = sink
         self.deadletter_topic = deadletter_topic
         self.group = group or f"{settings.topic_prefix}-sink"
-        self.halt = threading.Event()
         self.rows = 0
         self.dead_letters = 0
         self.batches = 0
-        self.error: BaseException | None = None
-
-    def stop(self) -> None:
-        self.halt.set()
+        self._writer_error: BaseException | None = None
 
     def _on_assign(self, consumer: Any, partitions: Any) -> None:
         # a partition that moved here may hold rows its last owner stored since our sink
         # read its watermarks: read them again before the next insert
         self.sink.forget()
 
-    def run(self) -> None:
+    def work(self) -> None:
         conf = self.settings.consumer_config(self.group)
         conf.update({"enable.auto.commit": False, "fetch.wait.max.ms": 100,
                      "queued.max.messages.kbytes": 65536,
@@ -70,6 +70,7 @@ class TelemetryLoader(threading.Thread):
         writer.start()
         try:
             while not self.halt.is_set() and writer.is_alive():
+                self.progress()
                 msgs = self._take(consumer)
                 if not msgs:
                     continue
@@ -80,9 +81,8 @@ class TelemetryLoader(threading.Thread):
                         break
                     except queue.Full:
                         continue
-        except BaseException as exc:  # noqa: BLE001 - reported on /status and in the log
-            self.error = exc
-            log.exception("telemetry loader stopped")
+            if not self.halt.is_set():  # the writer died: restart both (nothing committed)
+                raise RuntimeError(f"telemetry writer stopped: {self._writer_error!r}")
         finally:
             with contextlib.suppress(queue.Full):
                 handoff.put(None, timeout=1)
@@ -101,8 +101,8 @@ class TelemetryLoader(threading.Thread):
                 self._insert(by_table)
             except StoreError:  # only when stopping during an outage: do not commit
                 return
-            except BaseException as exc:  # noqa: BLE001
-                self.error = exc
+            except BaseException as exc:  # noqa: BLE001 - the loader restarts both threads
+                self._writer_error = exc
                 log.exception("telemetry writer stopped")
                 return
             offsets: dict[tuple[str, int], int] = {}
@@ -135,22 +135,9 @@ class TelemetryLoader(threading.Thread):
 
     def _parse(self, msgs: Sequence[Any], producer: Producer) -> tuple[list[Any], dict]:
         """Messages -> rows and positions per table; malformed ones are dead-lettered."""
-        by_table: dict[str, tuple[list[tuple], list[Position]]] = {}
-        for m in msgs:
-            err = m.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("telemetry consumer: %s", err)
-                continue
-            table = self.tables[m.topic()]
-            try:
-                row = table.to_row(table.record.parse(m.value()))
-            except RecordError as exc:
-                self._dead_letter(producer, m, exc)
-                continue
-            rows, positions = by_table.setdefault(table.name, ([], []))
-            rows.append(row)
-            positions.append(Position(m.topic(), m.partition(), m.offset()))
+        by_table, failed = parse_batch(msgs, self.tables)
+        for m, exc in failed:
+            self._dead_letter(producer, m, exc)
         return list(msgs), by_table
 
     def _insert(self, by_table: dict) -> None:
@@ -166,3 +153,27 @@ class TelemetryLoader(threading.Thread):
         producer.produce(self.deadletter_topic, key=m.key(), value=letter.dumps())
         producer.poll(0)
         self.dead_letters += 1
+
+
+def parse_batch(msgs: Sequence[Any], tables: dict[str, Table]) -> tuple[
+        dict[str, tuple[list[tuple], list[Position]]], list[tuple[Any, Exception]]]:
+    """Consumed messages (confluent-kafka ``Message``s) -> rows and source positions per
+    table, and the messages that failed with why (whatever parsing one raised)."""
+    by_table: dict[str, tuple[list[tuple], list[Position]]] = {}
+    failed: list[tuple[Any, Exception]] = []
+    for m in msgs:
+        err = m.error()
+        if err is not None:
+            if err.code() != KafkaError._PARTITION_EOF:
+                log.warning("telemetry consumer: %s", err)
+            continue
+        table = tables[m.topic()]
+        try:
+            row = table.to_row(table.record.parse(m.value()))
+        except Exception as exc:  # noqa: BLE001 - this message only: a dead letter
+            failed.append((m, exc))
+            continue
+        rows, positions = by_table.setdefault(table.name, ([], []))
+        rows.append(row)
+        positions.append(Position(m.topic(), m.partition(), m.offset()))
+    return by_table, failed

@@ -68,3 +68,22 @@ def cli(s: Settings, *args: str, timeout_s: float = 60) -> subprocess.CompletedP
     """Run the ``autosteer`` CLI in a separate process with ``s`` as its environment."""
     return subprocess.run([sys.executable, "-m", "autosteer.streams.cli", *args],
                           env=worker_environment(s), capture_output=True, text=True, timeout=timeout_s)
+
+
+def feeds(s: Settings) -> dict[str, Any]:
+    """The worker's UI feeds (``GET /api/feeds``): model swaps, anomalies, ..."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{s.web_port}/api/feeds", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def wait_for_swap(s: Settings, version: str, what: str, timeout_s: float = 60) -> None:
+    """Wait until the worker of ``s`` reports that its model ``version`` is now
+    ``what`` ("serving", "canary 50%", "rolled back"): the hot swap happened."""
+    def swapped() -> bool:
+        return any(version in e.get("title", "") and e["title"].endswith(what)
+                   for e in feeds(s).get("model_swaps", []))
+
+    wait_for(swapped, timeout_s, f"{version}: {what} on {s.node}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
@@ -18,7 +19,7 @@ from autosteer.rootcause.actions import ControlAction
 from autosteer.rootcause.records import RootCause
 from autosteer.settings import Settings
 from autosteer.topics.names import TopicNames
-from autosteer.topics.records import FrameRecord, now_ms
+from autosteer.topics.records import FrameRecord, WindowRecord, now_ms
 from helpers import Worker, cli, consume, produce, unique
 
 pytestmark = pytest.mark.integration
@@ -54,7 +55,17 @@ def test_injected_node_slowdown_is_detected_and_explained_within_60s(
     feeder = threading.Thread(target=camera)
     feeder.start()
     try:
-        time.sleep(50)  # warm-up: the detectors learn what normal looks like (30 windows)
+        # warm-up: the detectors learn what normal looks like (30 windows per series);
+        # wait until each camera's series on node-b has 45 windows
+        windows: Counter[tuple[str, str]] = Counter()
+
+        def warm(msgs: list) -> bool:
+            w = WindowRecord.parse(msgs[-1].value())
+            windows[(w.node, w.camera)] += 1
+            return min(windows[("node-b", "cam1")], windows[("node-b", "cam2")]) >= 45
+
+        consume(s, names.telemetry_windows, until=warm, timeout_s=150,
+                what="45 windows of each camera on node-b (the detectors' warm-up)")
         req = urllib.request.Request(
             f"http://127.0.0.1:{slow.web_port}/fault?delay_ms=200", method="POST")
         urllib.request.urlopen(req, timeout=5).read()

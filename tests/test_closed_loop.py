@@ -16,7 +16,7 @@ from autosteer.retrain.records import ModelUpdate, RetrainRequest
 from autosteer.settings import Settings
 from autosteer.topics.names import TopicNames
 from autosteer.topics.records import Detection, FrameRecord, now_ms
-from helpers import Worker, consume, produce
+from helpers import Worker, consume, produce, wait_for_swap
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +60,7 @@ def test_drift_retrain_canary_promote(
         verdict = updates[-1]
         later = []
         if verdict.canary == 1.0:
-            time.sleep(3)
+            wait_for_swap(s, verdict.version, "serving")  # the detector swapped
             cut = now_ms()
 
             def served(msgs: list) -> bool:

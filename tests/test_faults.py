@@ -18,6 +18,18 @@ from helpers import Worker, consume, produce, unique, wait_for
 pytestmark = pytest.mark.integration
 
 
+def ready(s: Settings) -> bool:
+    """Whether the worker's ``/ready`` answers 200."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{s.web_port}/ready", timeout=10) as r:
+            return r.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
 def frames_messages(camera: str, jpegs: list[bytes], n: int, start: int = 0) -> list:
     return [(camera.encode(), FrameRecord(camera=camera, seq=i, ts_ms=now_ms(),
                                           jpeg=jpegs[i % len(jpegs)]).dumps())
@@ -150,7 +162,7 @@ def test_broker_restart_the_worker_recovers_by_itself_and_reports_the_loss(
         produce(s, names.frames, frames_messages("camB", jpegs, 10))
         results(s, "camB", 10, 60)
         own.stop()
-        time.sleep(2)
+        wait_for(lambda: not ready(s), 30, "the worker to see the broker gone")
         own.start()  # empty: tansu's memory storage lost every topic
         restarted = time.monotonic()
         # no manual action: the worker re-creates the topics and its clients reconnect

@@ -13,8 +13,8 @@ from autosteer.streams.pipeline import (
     observations,
     parse_valid,
     route,
-    table_rows,
 )
+from autosteer.telemetry.loader import parse_batch
 from autosteer.telemetry.schema import TABLES
 from autosteer.topics.records import CameraCommand, Detection, FrameRecord
 from hypothesis import given, settings
@@ -60,10 +60,33 @@ def test_detector_preparation_never_raises(value: bytes | None) -> None:
 @settings(max_examples=200, deadline=None)
 @given(value=payloads)
 def test_telemetry_parsing_and_feedback_never_raise(value: bytes | None) -> None:
-    for table in TABLES:
-        rows, positions, rejected = table_rows([Incoming(value, None, "t", 0, 0)], table)
-        assert len(rows) + len(rejected) == 1 and len(rows) == len(positions)
+    for table in TABLES:  # the loader's own parse step, on a consumed message
+        by_table, failed = parse_batch([Message(value)], {"t": table})
+        rows, positions = by_table.get(table.name, ([], []))
+        assert len(rows) + len(failed) == 1 and len(rows) == len(positions)
     observations(parse_valid([value], Detection))
+
+
+class Message:
+    """A consumed confluent-kafka message, as far as the loader reads one."""
+
+    def __init__(self, value: bytes | None) -> None:
+        self._value = value
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return "t"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return 0
+
+    def value(self) -> bytes | None:
+        return self._value
 
 
 @settings(max_examples=200, deadline=None)

@@ -3,7 +3,6 @@ serves part of the frames; a rollback removes it."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from autosteer.retrain.registry import ModelRegistry
 from autosteer.settings import Settings
 from autosteer.topics.names import TopicNames
 from autosteer.topics.records import Detection, FrameRecord, now_ms
-from helpers import Worker, consume, produce
+from helpers import Worker, consume, produce, wait_for_swap
 
 pytestmark = pytest.mark.integration
 
@@ -58,19 +57,19 @@ def test_updates_are_served_without_restart_canaried_and_rolled_back(
     pid = worker.proc.pid
 
     produce(s, names.models_updates, [(INT8.encode(), v2.update("edge").dumps())])
-    time.sleep(4)  # the watcher loads the version (about a second)
+    wait_for_swap(s, v2.version, "serving")  # the watcher loaded it, the loop swapped
     after = run(8)
     assert {d.model_version for d in after} == {v2.version}, "served, without a restart"
     assert worker.proc.pid == pid and worker.proc.poll() is None
     assert min(b.score for d in after for b in d.boxes) >= 0.6, "per-camera threshold applies"
 
     produce(s, names.models_updates, [(INT8.encode(), v3.update("edge", canary=0.5).dumps())])
-    time.sleep(4)
+    wait_for_swap(s, v3.version, "canary 50%")
     canary = run(20)
     versions = [d.model_version for d in canary]
     assert set(versions) == {v2.version, v3.version}
     assert 6 <= versions.count(v3.version) <= 14, versions
 
     produce(s, names.models_updates, [(INT8.encode(), v3.update("edge", canary=0.0).dumps())])
-    time.sleep(3)
+    wait_for_swap(s, v3.version, "rolled back")
     assert {d.model_version for d in run(8)} == {v2.version}, "rolled back"

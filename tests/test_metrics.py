@@ -1,6 +1,6 @@
 """``/metrics`` is valid Prometheus text, and the UI's live view reads what agents publish.
 
-The unit tests build a real :class:`Pipeline` (no broker needed until it starts) and feed
+The unit tests build a real :class:`Worker` (no broker needed until it starts) and feed
 its UI sensor the bytes agents would consume and publish; the integration test asks a
 real worker.
 """
@@ -22,7 +22,7 @@ from autosteer.errors import StoreError
 from autosteer.processors.decode import decode_jpeg, encode_jpeg
 from autosteer.settings import Settings
 from autosteer.streams import web
-from autosteer.streams.app import Pipeline
+from autosteer.streams.worker import Worker as PipelineWorker
 from autosteer.topics.names import TopicNames
 from autosteer.topics.records import Box, Detection, FrameRecord, Latency, NodeRecord, now_ms
 from helpers import Worker, produce, wait_for
@@ -44,22 +44,34 @@ def detection(camera: str, seq: int, tier: str = "edge", total_ms: float = 80.0,
 
 
 @pytest.fixture
-def pipeline(tmp_path: Path) -> Pipeline:
-    return Pipeline(Settings(state_dir=tmp_path, chdb_path=tmp_path / "chdb", node="n1",
-                             topic_prefix="unit"))
+def pipeline(tmp_path: Path) -> PipelineWorker:
+    return PipelineWorker(Settings(state_dir=tmp_path, chdb_path=tmp_path / "chdb", node="n1",
+                                   topic_prefix="unit"))
 
 
-def ui_of(p: Pipeline) -> web.LiveView:
+def ui_of(p: PipelineWorker) -> web.LiveView:
     return next(s for s in p.app.sensors if isinstance(s, web.LiveView))
 
 
+def metric_families(p: PipelineWorker, live: web.LiveView) -> list[web.Family]:
+    return web.metric_families(p.view(), p.app, live, web.RateMeter())
+
+
 def test_web_doctests() -> None:
-    result = doctest.testmod(web, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted >= 10
+    import importlib
+    import pkgutil
+
+    attempted = 0
+    for mod in pkgutil.iter_modules(web.__path__):
+        result = doctest.testmod(importlib.import_module(f"{web.__name__}.{mod.name}"),
+                                 optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0
+        attempted += result.attempted
+    assert attempted >= 10
 
 
 def test_metrics_text_parses_with_histograms_models_and_escaped_labels(
-        pipeline: Pipeline) -> None:
+        pipeline: PipelineWorker) -> None:
     live = ui_of(pipeline)
     names = TopicNames("unit")
     cam = 'cam-"quoted"\\x'
@@ -69,10 +81,12 @@ def test_metrics_text_parses_with_histograms_models_and_escaped_labels(
         live.detection_out(detection("camA", seq, total_ms=ms))
     live.detection_out(detection("camA", 9, tier="cloud", version="v2"))
     live.cameras[cam] = web.CameraLive(detected=2)  # label values need escaping
-    pipeline.counters.routed.update(edge=3, cloud=1)
-    pipeline.counters.detected.update(edge=3, cloud=1)
+    assert pipeline.router is not None
+    pipeline.router.routed.update(edge=3, cloud=1)
+    pipeline.detectors["edge"].detected = 3
+    pipeline.detectors["cloud"].detected = 1
 
-    text = web.exposition(web.metric_families(pipeline, live, web.RateMeter()))
+    text = web.exposition(metric_families(pipeline, live))
     fams = families(text)
 
     routed = {s.labels["tier"]: s.value for s in fams["autosteer_frames_routed"].samples}
@@ -99,15 +113,14 @@ def test_metrics_text_parses_with_histograms_models_and_escaped_labels(
     assert fams["autosteer_node_info"].samples[0].labels["node"] == "n1"
 
 
-def test_metrics_before_any_frame_say_nan_for_the_offload_ratio(pipeline: Pipeline) -> None:
-    fams = families(web.exposition(web.metric_families(pipeline, ui_of(pipeline),
-                                                       web.RateMeter())))
+def test_metrics_before_any_frame_say_nan_for_the_offload_ratio(pipeline: PipelineWorker) -> None:
+    fams = families(web.exposition(metric_families(pipeline, ui_of(pipeline))))
     assert math.isnan(fams["autosteer_offload_ratio"].samples[0].value)
     assert fams["autosteer_detection_latency_seconds"].samples == []
 
 
 def test_the_thumbnail_is_the_frame_of_the_last_detection_with_its_boxes(
-        pipeline: Pipeline) -> None:
+        pipeline: PipelineWorker) -> None:
     live = ui_of(pipeline)
     names = TopicNames("unit")
     img = np.full((96, 128, 3), 200, np.uint8)
@@ -127,7 +140,7 @@ def test_the_thumbnail_is_the_frame_of_the_last_detection_with_its_boxes(
     assert drawn[:, 6:8].any() and not drawn[20:30, 20:25].any()
 
 
-def test_shed_results_count_apart_and_keep_the_last_thumbnail(pipeline: Pipeline) -> None:
+def test_shed_results_count_apart_and_keep_the_last_thumbnail(pipeline: PipelineWorker) -> None:
     live = ui_of(pipeline)
     names = TopicNames("unit")
     for seq in range(3):
@@ -143,18 +156,18 @@ def test_shed_results_count_apart_and_keep_the_last_thumbnail(pipeline: Pipeline
     assert live.latency[("edge", "total")].count == 1
 
 
-def test_events_and_markers_come_from_the_pipeline_list_when_it_exists(
-        pipeline: Pipeline) -> None:
-    assert web.events(pipeline)["anomalies"] == []
-    pipeline.events = [  # type: ignore[attr-defined]
+def test_events_and_markers_come_from_the_worker_feed(pipeline: PipelineWorker) -> None:
+    feed = pipeline.view().events
+    assert web.events(feed)["anomalies"] == []
+    feed.extend([
         {"kind": "anomaly", "ts_ms": 2_000, "title": "p95 up", "camera": "c"},
         {"kind": "root_cause", "ts_ms": 3_000, "title": "queue", "sql": "SELECT 1"},
         {"kind": "retrain_request", "ts_ms": 4_000, "title": "drift on c"},
-        {"kind": "anomaly", "ts_ms": 1, "title": "old"}, "junk"]
-    feeds = web.events(pipeline)
+        {"kind": "anomaly", "ts_ms": 1, "title": "old"}, "junk"])  # type: ignore[list-item]
+    feeds = web.events(feed)
     assert [e["title"] for e in feeds["anomalies"]] == ["old", "p95 up"]
     assert feeds["root_causes"][0]["sql"] == "SELECT 1"
-    assert [m["title"] for m in web.markers(pipeline, since_ms=1_000)] == ["p95 up", "queue"]
+    assert [m["title"] for m in web.markers(feed, since_ms=1_000)] == ["p95 up", "queue"]
 
 
 def test_graph_and_node_health_from_heartbeat_rows() -> None:
@@ -234,9 +247,9 @@ class DownStore:
 
 def test_without_the_store_the_graph_shows_heartbeats_this_worker_consumed(
         tmp_path: Path) -> None:
-    p = Pipeline(Settings(state_dir=tmp_path, node="me", topic_prefix="unit",
-                          heartbeat_s=1.0, sink_flush_s=0.5), store=DownStore())
-    ui = web.Web(p)
+    p = PipelineWorker(Settings(state_dir=tmp_path, node="me", topic_prefix="unit",
+                                heartbeat_s=1.0, sink_flush_s=0.5), store=DownStore())
+    ui = web.Web(p.view(), p.app)
     now = now_ms()
 
     def beat(node: str, age_ms: int, routed: int) -> tuple[float, NodeRecord]:
@@ -244,9 +257,9 @@ def test_without_the_store_the_graph_shows_heartbeats_this_worker_consumed(
                                host_cpu_percent=1, rss_bytes=1, host_mem_percent=1, threads=1,
                                routed_edge=routed)
 
-    p.nodes = {"old": beat("old", 60_000, 0), "other": beat("other", 2_000, 0)}  # type: ignore
+    p.telemetry.nodes.update({"old": beat("old", 60_000, 0), "other": beat("other", 2_000, 0)})
     ui.sample()
-    p.nodes["other"] = beat("other", 0, 8)  # type: ignore[attr-defined]
+    p.telemetry.nodes["other"] = beat("other", 0, 8)
     ui.sample()
     g = asyncio.run(ui.graph())
     assert g["source"] == "local" and "refused" in g["error"]

@@ -14,9 +14,12 @@ from autosteer.offload import (
     HillClimbing,
     Observation,
     OffloadController,
+    Route,
     ShortestCompletion,
+    SloRule,
     SystemProfile,
     TierProfile,
+    route_of,
 )
 
 PROFILE = SystemProfile(TierProfile((0.040,), accuracy=0.9), TierProfile((0.020,), servers=2))
@@ -173,3 +176,79 @@ def test_fixed_ratio_is_smooth_not_a_coin_flip() -> None:
 def test_ours_accepts_a_config() -> None:
     p = OffloadController(PROFILE, ControlConfig(interval_s=0.5), clock=Clock())
     assert "interval_s=0.5" in repr(p)
+
+
+# -- the SLO and shedding: the same rule for every policy that keeps estimates ----------
+SLO_FACTORIES = {
+    "deepdecision": lambda clock, **kw: DeepDecisionStyle(PROFILE, clock=clock, **kw),
+    "fastva": lambda clock, **kw: FastVAStyle(PROFILE, clock=clock, **kw),
+    "hill-climb": lambda clock, **kw: HillClimbing(PROFILE, clock=clock, **kw),
+    "jsec": lambda clock, **kw: ShortestCompletion(PROFILE, clock=clock, **kw),
+    "ours": lambda clock, **kw: OffloadController(
+        PROFILE, ControlConfig(**kw), clock=clock),
+}
+
+
+def chunk(policy, clock: Clock, n: int = 40) -> list[Route]:
+    """``n`` frames of a new camera all at once (a backlog dumped on the router)."""
+    return [route_of(policy, frame("backlog", i, clock)) for i in range(n)]
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_contract_route_of_reads_one_route_and_sheds_nothing_without_an_slo(name: str) -> None:
+    clock = Clock()
+    policy = FACTORIES[name](clock)
+    run_loop(policy, clock, 60)
+    routes = chunk(policy, clock)
+    assert {r.tier for r in routes} <= {"edge", "cloud"}
+    assert not any(r.shed for r in routes)
+    assert all(r.level.is_full for r in routes if r.tier == "edge")
+    assert not any(r.copy for r in routes if r.tier == "cloud")
+
+
+@pytest.mark.parametrize("name", SLO_FACTORIES)
+def test_contract_sheds_only_hopeless_frames_within_the_budget(name: str) -> None:
+    clock = Clock()
+    policy = SLO_FACTORIES[name](clock, slo_ms=150.0, shed_budget=0.3)
+    run_loop(policy, clock, 60)
+    assert f"slo_ms=150.0" in repr(policy) and "shed_budget=0.3" in repr(policy)
+    before = policy.live.outstanding("edge") + policy.live.outstanding("cloud")
+    routes = chunk(policy, clock)
+    shed = [r for r in routes if r.shed]
+    assert not routes[0].shed  # an empty-ish system answers the first frame in time
+    assert shed, "a 40-frame chunk cannot all be answered within 150 ms"
+    assert all(r.shed_reason.startswith("hopeless: ") and "SLO 150 ms" in r.shed_reason
+               for r in shed)
+    assert not any(r.copy for r in shed) and all(r.level.is_full for r in shed)
+    assert len(shed) <= 0.3 * (60 + 40) + 1  # within the budget of the last 10 s
+    sent = policy.live.outstanding("edge") + policy.live.outstanding("cloud")
+    assert sent - before <= len(routes) - len(shed)  # nothing shed was queued anywhere
+
+
+@pytest.mark.parametrize("name", SLO_FACTORIES)
+def test_contract_no_budget_means_no_shedding(name: str) -> None:
+    clock = Clock()
+    policy = SLO_FACTORIES[name](clock, slo_ms=150.0, shed_budget=0.0)
+    run_loop(policy, clock, 60)
+    assert not any(r.shed for r in chunk(policy, clock))
+
+
+@pytest.mark.parametrize("name", SLO_FACTORIES)
+def test_contract_an_old_frame_is_hopeless_whatever_the_queues(name: str) -> None:
+    """The SLO runs from capture: a frame that waited 1 s before the router is hopeless
+    under a 150 ms SLO even when every queue is empty."""
+    clock = Clock()
+    policy = SLO_FACTORIES[name](clock, slo_ms=150.0, shed_budget=1.0)
+    clock.t = 1.0
+    assert route_of(policy, FrameMeta("cam", 0, 0, 80_000)).shed
+    assert not route_of(policy, frame("cam", 1, clock)).shed
+
+
+def test_slo_rule_checks_its_arguments() -> None:
+    with pytest.raises(ValueError, match="slo_ms must be > 0"):
+        SloRule(slo_ms=0.0)
+    with pytest.raises(ValueError, match="shed_budget"):
+        SloRule(200.0, shed_budget=1.5)
+    with pytest.raises(ValueError, match="shed_budget"):
+        ControlConfig(slo_ms=200.0, shed_budget=-0.1)
+    assert not SloRule().hopeless(age_s=100.0, soonest_s=100.0)  # no SLO: never hopeless

@@ -78,7 +78,7 @@ def test_frames_get_detections_equal_to_the_bare_detector_and_bad_input_is_dead_
     dls = [DeadLetter.parse(m.value()) for m in letters]
     reasons = " | ".join(d.reason for d in dls)
     assert "Invalid JSON" in reasons
-    assert "not a decodable JPEG" in reasons
+    assert "corrupt JPEG" in reasons
     assert "key" in reasons and "camera" in reasons
     assert {d.source_topic for d in dls} <= {names.frames, names.frames_edge, names.frames_cloud}
     assert b"this is not json" in [d.payload for d in dls]
@@ -143,7 +143,8 @@ def test_rtsp_camera_through_the_pipeline_into_the_clickhouse_server(
     assert int(res.stdout.splitlines()[1]) >= 8
     res = cli(s, "sql", "--view", "offload_ratio_per_minute", "--format", "json")
     assert res.returncode == 0, res.stderr
-    assert 0.0 < json.loads(res.stdout.splitlines()[0])["edge_share"] < 1.0
+    shares = [json.loads(line)["edge_share"] for line in res.stdout.splitlines() if line]
+    assert any(0.0 < x < 1.0 for x in shares), shares  # a minute may hold one tier only
     out = tmp_path / "report.html"
     res = cli(s, "report", "--minutes", "10", "--out", str(out))
     assert res.returncode == 0, res.stderr

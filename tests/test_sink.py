@@ -114,16 +114,16 @@ def test_clickhouse_down_for_60s_under_load_loses_and_duplicates_nothing(
         wait_for(lambda: _count(store, node) > 0, 60, "first rows in ClickHouse")
         ch.stop()
         down_at = sent
-        time.sleep(60)
+        time.sleep(60)  # scenario: ClickHouse stays down for 60 s under load
         ch.start()
         back_at = time.monotonic()
         produced_while_down = sent - down_at
-        time.sleep(5)
+        time.sleep(5)  # scenario: the load goes on 5 s after ClickHouse is back
         stop.set()
         loader.join()
         wait_for(lambda: _count(store, node) >= sent, 90, f"all {sent} rows after the outage")
         all_in = time.monotonic()
-        time.sleep(2)
+        time.sleep(2)  # scenario: a late duplicate would land within 2 s
         _, rows = store.query(
             f"SELECT count(), uniqExact(seq), min(seq), max(seq), "
             f"uniqExact(src_partition, src_offset) FROM {database}.{FRAMES.name} "

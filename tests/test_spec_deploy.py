@@ -156,6 +156,6 @@ def test_renderers_give_systemd_and_kubernetes_examples() -> None:
 
 
 def test_roles_match_the_worker() -> None:
-    from autosteer.streams.app import ROLES as WORKER_ROLES
+    from autosteer.streams.roles import ROLES as WORKER_ROLES
 
     assert tuple(WORKER_ROLES) == ROLES

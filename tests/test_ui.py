@@ -124,6 +124,11 @@ def test_ui_shows_the_live_pipeline_and_a_killed_worker_as_dead(
     until(browser, lambda d: {e.get_attribute("data-tier") for e in d.find_elements(
         By.CSS_SELECTOR, "#feed-models li")} == {"edge", "cloud"}, 30, "model versions")
     assert browser.find_element(By.ID, "ready").text == "ready"
+    agents = until(browser, lambda d: {
+        r.find_elements(By.TAG_NAME, "td")[0].text: r.get_attribute("data-state")
+        for r in d.find_elements(By.CSS_SELECTOR, "#agents tbody tr")}, 30, "the agents table")
+    assert agents.get("detect-edge") == "running" and agents.get("router") == "running"
+    assert agents.get("telemetry-loader") == "running", agents
 
     spare_worker.stop(signal.SIGKILL)
     killed = time.monotonic()

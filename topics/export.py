@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from autosteer.topics.records import PUBLIC_RECORDS
+from autosteer.topics.catalog import PUBLIC_RECORDS
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 

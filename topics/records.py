@@ -321,7 +321,8 @@ class DeadLetter(Record):
 
     @classmethod
     def of(cls, node: str, topic: str, partition: int, offset: int, key: bytes | None,
-           value: bytes | None, error: Exception, max_message_bytes: int) -> DeadLetter:
+           value: bytes | None, error: Exception, max_message_bytes: int,
+           where: str = "") -> DeadLetter:
         """The dead letter of one message, cut to fit ``max_message_bytes`` once encoded
         (base64 makes the payload 4/3 larger; 64 KiB is left for the other fields).
 
@@ -329,24 +330,16 @@ class DeadLetter(Record):
         ...                   1_048_576)
         >>> d.payload_bytes, len(d.payload), d.payload_truncated, d.error_type
         (2000000, 720896, True, 'ValueError')
+        >>> DeadLetter.of("n", "t", 0, 7, None, b"", KeyError("x"), 1_048_576,
+        ...               where="agent router").reason
+        "agent router: KeyError: 'x'"
         """
         data = value or b""
         limit = max(1024, max_message_bytes * 3 // 4 - 65536)
         return cls(node=node, source_topic=topic, partition=partition, offset=offset,
-                   key=(key or b"")[:1024] or None, reason=str(error)[:4096],
+                   key=(key or b"")[:1024] or None,
+                   reason=(f"{where}: {type(error).__name__}: {error}" if where
+                           else str(error))[:4096],
                    error_type=type(error).__name__, payload=data[:limit],
                    payload_bytes=len(data), payload_truncated=len(data) > limit)
 
-
-PUBLIC_RECORDS: dict[str, type[Record]] = {
-    "frames": FrameRecord,
-    "cameras": CameraCommand,
-    "detections": Detection,
-    "telemetry": TelemetryRecord,
-    "telemetry.windows": WindowRecord,
-    "telemetry.nodes": NodeRecord,
-    "offload.decisions": OffloadDecision,
-    "shadow": ShadowResult,
-    "quality": QualityRecord,
-    "deadletter": DeadLetter,
-}

@@ -332,8 +332,21 @@ async function refreshReady() {
   const pill = document.getElementById("ready");
   pill.dataset.state = body.ready ? "ok" : "dead";
   const failed = Object.entries(body.checks || {}).filter(([, c]) => !c.ok);
-  pill.textContent = body.ready ? "ready" : `not ready: ${failed.map(([k]) => k).join(", ")}`;
+  const agents = Object.keys((body.checks && body.checks.agents && body.checks.agents.problems) || {});
+  pill.textContent = body.ready ? "ready"
+    : `not ready: ${failed.map(([k]) => (k === "agents" ? agents.join(", ") : k)).join(", ")}`;
   pill.title = JSON.stringify(body.checks || {}, null, 1);
+}
+
+// --- agents: restarts, progress and the last error of each agent and consumer thread ---
+async function refreshAgents() {
+  const { body } = await api("/status");
+  const rows = (body.agents || []).map((a) => el("tr", { "data-state": a.state },
+    el("td", { text: a.name }), el("td", { text: a.kind }),
+    el("td", { text: a.problem ? `${a.state}: ${a.problem}` : a.state }),
+    el("td", { text: String(a.restarts) }), el("td", { text: `${fmt(a.progress_age_s)} s ago` }),
+    el("td", { class: "muted", text: a.last_error || "" })));
+  replace(document.querySelector("#agents tbody"), ...rows);
 }
 
 function setDatabase(db) {
@@ -374,3 +387,4 @@ poll(refreshCameras, 1000);
 poll(refreshTimeline, 5000);
 poll(refreshFeeds, 5000);
 poll(refreshReady, 5000);
+poll(refreshAgents, 2000);

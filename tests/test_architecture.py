@@ -1,0 +1,146 @@
+"""The shape of the code: no module of streams/ over 400 lines, no import cycle anywhere
+in the package, no role that imports the worker or another role's internals, and no test
+that sleeps to wait for a state change."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = "autosteer"
+MAX_LINES = 400
+SKIP = ("tests", "bench", "docs", "examples", ".venv", "build")
+
+
+def modules() -> dict[str, Path]:
+    """Module name -> file, for every module of the package (the repo root)."""
+    out = {}
+    for path in ROOT.rglob("*.py"):
+        rel = path.relative_to(ROOT)
+        if rel.parts[0] in SKIP or any(p.startswith(".") for p in rel.parts):
+            continue
+        parts = list(rel.with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join([PACKAGE, *parts])] = path
+    return out
+
+
+def imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The package's modules that ``name`` imports at module level (not inside functions
+    or ``if TYPE_CHECKING:``): the imports that run when it is imported."""
+    tree = ast.parse(path.read_text())
+    is_pkg = path.name == "__init__.py"
+    out: set[str] = set()
+
+    def add(target: str) -> None:
+        while target and target not in known:
+            target = target.rpartition(".")[0]
+        if target and target != name:
+            out.add(target)
+
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                add(a.name)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                pkg = name if is_pkg else name.rpartition(".")[0]
+                for _ in range(node.level - 1):
+                    pkg = pkg.rpartition(".")[0]
+                base = f"{pkg}.{base}" if base else pkg
+            for a in node.names:
+                full = f"{base}.{a.name}"
+                add(full if full in known else base)
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    known = set(mods)
+    return {name: imports(name, path, known) for name, path in mods.items()}
+
+
+def cycles(g: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in g.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(g):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_import_graph_is_found() -> None:
+    g = graph()
+    assert "autosteer.streams.roles.router" in g
+    assert "autosteer.streams.runtime" in g["autosteer.streams.roles.router"]
+
+
+def test_no_import_cycle_anywhere_in_the_package() -> None:
+    found = cycles(graph())
+    assert not found, f"import cycles: {found}"
+
+
+def test_no_module_in_streams_is_over_400_lines() -> None:
+    long = {str(p.relative_to(ROOT)): n for p in (ROOT / "streams").rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"over {MAX_LINES} lines: {long}"
+
+
+def test_roles_import_neither_the_worker_nor_each_other_but_through_public_classes() -> None:
+    g = graph()
+    for name, deps in g.items():
+        if not name.startswith("autosteer.streams.roles."):
+            continue
+        assert "autosteer.streams.worker" not in deps, f"{name} imports the worker"
+        assert "autosteer.streams.web" not in deps and not any(
+            d.startswith("autosteer.streams.web.") for d in deps), f"{name} imports the web"
+    web = {d for n, deps in g.items() if n.startswith("autosteer.streams.web") for d in deps}
+    assert not any(d.startswith("autosteer.streams.roles.") for d in web), \
+        "the web layer sees the worker's read-only view only"
+
+
+SLEEP_TO_WAIT = re.compile(r"^\s*time\.sleep\(\s*(\d+(?:\.\d+)?)\s*\)(.*)$", re.M)
+
+
+def test_no_test_sleeps_to_wait_for_a_state_change() -> None:
+    """A test waits on the event that matters (``wait_for``, a consumer's ``until``); a
+    sleep of a second or more is a guess at how long something takes, unless it is part
+    of the scenario (a fault held for a time, a load kept up), which it says with a
+    ``# scenario:`` comment."""
+    found = []
+    for path in (ROOT / "tests").glob("test_*.py"):
+        for m in SLEEP_TO_WAIT.finditer(path.read_text()):
+            if float(m.group(1)) >= 1.0 and "# scenario:" not in m.group(2):
+                line = path.read_text()[:m.start()].count("\n") + 1
+                found.append(f"{path.name}:{line}: {m.group(0).strip()}")
+    assert not found, "tests that sleep and hope:\n" + "\n".join(found)
