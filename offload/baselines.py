@@ -103,8 +103,9 @@ class _Tracked:
         now = self.clock()
         self.live.arrive(frame, now)
         size = frame.size_bytes or int(self.live.size(frame.camera))
-        self.shed = self._slo.verdict(now - frame.ts_ms / 1000,
-                                      self.live.soonest_s(size, now), now)
+        self.shed = (self._slo.verdict(now - frame.ts_ms / 1000,
+                                       self.live.soonest_s(size, now), now)
+                     if self._slo.can_shed else None)
         if self.shed is not None:  # answered "shed": nothing is sent, nothing queues
             return self._sooner(size, now)
         tier = self._choose(frame, now)

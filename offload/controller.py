@@ -240,7 +240,8 @@ class OffloadController:
         cam = frame.camera
         size = frame.size_bytes or int(live.size(cam))
         self.copy = False
-        self.shed = self._slo.verdict(now - frame.ts_ms / 1000, live.soonest_s(size, now), now)
+        self.shed = (self._slo.verdict(now - frame.ts_ms / 1000, live.soonest_s(size, now), now)
+                     if self._slo.can_shed else None)
         lv, wire, cloud_done = self._cloud_option(self._level, size, now)
         edge_done = live.completion_s("edge", size, now) + live.overhead_s("edge")
         if self.shed is not None:  # hopeless: answered "shed"; no credit, queue or copy

@@ -50,6 +50,12 @@ class SloRule:
                 f"window_s={self.window_s})")
 
     @property
+    def can_shed(self) -> bool:
+        """An SLO and a budget: frames may be shed (else :meth:`verdict` is always None,
+        and a policy need not even estimate)."""
+        return self.slo_ms is not None and self.shed_budget > 0
+
+    @property
     def slo_s(self) -> float:
         return math.inf if self.slo_ms is None else self.slo_ms / 1000
 

@@ -324,3 +324,36 @@ def test_the_router_tells_the_controller_of_its_agreement_shadows() -> None:
     assert all(r.shadow and not r.copy for r in routed)
     routed, _ = route(frames[:4], ctl)  # no shadows due: only what the policy asks for
     assert not any(r.shadow or r.copy for r in routed)
+
+
+def test_the_prediction_drains_a_known_backlog_first() -> None:
+    """A 30-frame chunk of a new camera lands: the steady state reads it as a rate, but
+    what comes back next is the chunk itself, old already. The recorded prediction has the
+    backlog; without one it is the steady state."""
+    w = World()
+    w.run(10.0)
+    ctl = w.ctl
+    calm = ctl.tick(w.now)
+    assert calm.backlog_ms < 100
+    assert calm.predicted_mean_ms == pytest.approx(calm.steady_mean_ms, rel=0.25)
+    for i in range(30):
+        ctl.decide(FrameMeta("backlog0", i, int(w.now * 1000), 80_000))
+    burst = ctl.tick(w.now)
+    assert burst.backlog_ms > 300  # 30 frames on a 40 ms edge and 2 cloud servers
+    assert burst.predicted_mean_ms > 1.5 * burst.steady_mean_ms
+
+
+def test_sheds_hopeless_frames_and_counts_them_in_the_record() -> None:
+    w = World(ControlConfig(slo_ms=150.0, shed_budget=0.05))
+    w.run(10.0)
+    ctl = w.ctl
+    ctl.tick(w.now)
+    reasons = []
+    for i in range(30):
+        ctl.decide(FrameMeta("backlog0", i, int(w.now * 1000), 80_000))
+        reasons.append(ctl.shed)
+    shed = [r for r in reasons if r]
+    assert shed and all(r.startswith("hopeless") for r in shed)
+    assert reasons[0] is None  # the first of the chunk still makes it
+    assert ctl.tick(w.now).shed == len(shed)
+    assert ctl.tick(w.now).shed == 0  # counted once

@@ -208,21 +208,33 @@ def test_contract_route_of_reads_one_route_and_sheds_nothing_without_an_slo(name
 
 @pytest.mark.parametrize("name", SLO_FACTORIES)
 def test_contract_sheds_only_hopeless_frames_within_the_budget(name: str) -> None:
+    """A frame is shed only when, by the policy's own estimates, no tier at any level
+    answers it within the SLO, and only within the budget; a shed frame is queued
+    nowhere. The chunk is 100 ms old: an empty edge (40 ms) answers it in time, a queued
+    one does not."""
     clock = Clock()
-    policy = SLO_FACTORIES[name](clock, slo_ms=150.0, shed_budget=0.3)
+    policy = SLO_FACTORIES[name](clock, slo_ms=150.0, shed_budget=0.2)
     run_loop(policy, clock, 60)
-    assert f"slo_ms=150.0" in repr(policy) and "shed_budget=0.3" in repr(policy)
-    before = policy.live.outstanding("edge") + policy.live.outstanding("cloud")
-    routes = chunk(policy, clock)
-    shed = [r for r in routes if r.shed]
-    assert not routes[0].shed  # an empty-ish system answers the first frame in time
-    assert shed, "a 40-frame chunk cannot all be answered within 150 ms"
+    assert "slo_ms=150.0" in repr(policy) and "shed_budget=0.2" in repr(policy)
+    live = policy.live
+    hopeless, routes, queued = [], [], 0
+    for i in range(40):
+        f = FrameMeta("backlog", i, int(clock.t * 1000) - 100, 80_000)
+        hopeless.append(0.100 + live.soonest_s(f.size_bytes, clock.t) > 0.150)
+        before = live.outstanding("edge") + live.outstanding("cloud")
+        routes.append(route_of(policy, f))
+        queued = live.outstanding("edge") + live.outstanding("cloud") - before
+        if routes[-1].shed:
+            assert queued == 0  # nothing shed was queued anywhere
+    shed = [r for r, h in zip(routes, hopeless, strict=True) if r.shed]
+    assert all(h for r, h in zip(routes, hopeless, strict=True) if r.shed)
+    assert bool(shed) == any(hopeless)  # (DeepDecision keeps its edge empty: none are)
+    if name in ("ours", "fastva", "jsec"):  # per-frame routers fill both tiers
+        assert shed
     assert all(r.shed_reason.startswith("hopeless: ") and "SLO 150 ms" in r.shed_reason
                for r in shed)
     assert not any(r.copy for r in shed) and all(r.level.is_full for r in shed)
-    assert len(shed) <= 0.3 * (60 + 40) + 1  # within the budget of the last 10 s
-    sent = policy.live.outstanding("edge") + policy.live.outstanding("cloud")
-    assert sent - before <= len(routes) - len(shed)  # nothing shed was queued anywhere
+    assert len(shed) <= 0.2 * (60 + 40)  # within the budget of the last 10 s
 
 
 @pytest.mark.parametrize("name", SLO_FACTORIES)

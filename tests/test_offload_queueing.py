@@ -12,6 +12,7 @@ from autosteer.offload.queueing import (
     ModelInputs,
     OffloadModel,
     departure_scv,
+    drain_mean,
     erlang_c,
     gg1_wait,
     ggk_wait,
@@ -157,3 +158,18 @@ def test_edge_batches_and_overheads_add_latency() -> None:
     assert float(p1.cloud_mean_s) == pytest.approx(float(p0.cloud_mean_s) + 0.010)
     with pytest.raises(ValueError, match="edge_batch"):
         inputs(edge_batch=0)
+
+
+def test_drain_mean_queued_frames_come_back_first_and_old() -> None:
+    # 10 frames, all 0.1 s old, drained over 0.5 s: the j-th back at 0.05 (j + 1) s
+    n, total = drain_mean([0.1] * 10, free_s=0.5, tail_s=0.0, rate_fps=0.0, util=0.5,
+                          steady_s=0.05, horizon_s=1.0)
+    assert n == 10 and total / n == pytest.approx(0.1 + 0.275)
+    # only those finishing within the horizon count
+    assert drain_mean([0.0] * 10, 2.0, 0.0, 0.0, 0.5, 0.05, 1.0)[0] == 5
+    # no backlog: new frames take the steady state
+    n, total = drain_mean([], 0.0, 0.0, 10.0, 0.5, 0.05, 1.0)
+    assert n == pytest.approx(10 * 30 / 32) and total / n == pytest.approx(0.05)  # t <= 0.95
+    # a backlog delays the new frames by what is left of it when they arrive
+    n2, total2 = drain_mean([], 0.4, 0.0, 10.0, 0.5, 0.05, 1.0)
+    assert total2 / n2 > 0.05
