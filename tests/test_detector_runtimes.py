@@ -13,15 +13,13 @@ from autosteer.errors import ModelError
 from autosteer.processors import runtime, ssd
 from autosteer.processors.detector import load_detector
 from autosteer.processors.manifest import Manifest
-from autosteer.processors.openvino_session import openvino_available
 from autosteer.processors.prepare import FP32, INT8
 from autosteer.retrain.agreement import f1, match_counts
 from boxes import matched
 
 pytestmark = pytest.mark.integration
 
-RUNTIMES = [runtime.ONNXRUNTIME, pytest.param(runtime.OPENVINO, marks=pytest.mark.skipif(
-    not openvino_available(), reason="openvino not installed: pip install openvino"))]
+RUNTIMES = [runtime.ONNXRUNTIME, runtime.OPENVINO]  # both are dependencies: neither skips
 THRESHOLD = 0.5
 
 
