@@ -74,6 +74,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from autosteer.errors import RecordError
@@ -842,14 +843,10 @@ def measure_real_profile(s: Settings, jpegs: list[bytes], n: int = 8) -> tuple[f
     return out[0], out[1]
 
 
-def replay(s: Settings, frames: list[Frame], jpegs: list[bytes], collector: Collector,
-           drain_s: float) -> tuple[float, float]:
-    """Produce ``frames`` in real time (capture time = scheduled time), then wait up to
-    ``drain_s`` for their results. Returns (wall time of t=0, seconds waited in all)."""
-    from confluent_kafka import Producer
-
-    producer = Producer(s.producer_config())
-    topic = TopicNames(s.topic_prefix).frames
+def produce_on_schedule(producer: Any, topic: str, frames: list[Frame],
+                        jpegs: list[bytes]) -> float:
+    """Produce ``frames`` in real time (capture time = scheduled time) and flush;
+    returns the wall time of t=0."""
     t0 = time.time() + 0.2
     for f in frames:
         wait = t0 + f.t - time.time()
@@ -860,6 +857,17 @@ def replay(s: Settings, frames: list[Frame], jpegs: list[bytes], collector: Coll
         producer.produce(topic, key=f.camera.encode(), value=rec.dumps())
         producer.poll(0)
     producer.flush(30)
+    return t0
+
+
+def replay(s: Settings, frames: list[Frame], jpegs: list[bytes], collector: Collector,
+           drain_s: float) -> tuple[float, float]:
+    """Produce ``frames`` in real time (capture time = scheduled time), then wait up to
+    ``drain_s`` for their results. Returns (wall time of t=0, seconds waited in all)."""
+    from confluent_kafka import Producer
+
+    t0 = produce_on_schedule(Producer(s.producer_config()), TopicNames(s.topic_prefix).frames,
+                             frames, jpegs)
     want = {(f.camera, f.seq) for f in frames}
     deadline = time.time() + drain_s
     while time.time() < deadline and not want <= collector.seen():

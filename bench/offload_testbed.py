@@ -45,7 +45,6 @@ import numpy as np
 from autosteer.infra.testbed import HostSpec, LinkSpec, Testbed
 from autosteer.settings import Settings
 from autosteer.topics.names import TopicNames
-from autosteer.topics.records import FrameRecord
 
 import offload as ob  # bench/offload.py: traces, replay pieces, the reference model
 
@@ -135,17 +134,7 @@ def replay(tb: Testbed, s: Settings, frames: list, jpegs: list[bytes], end_s: fl
         from confluent_kafka import Producer
 
         producer = Producer(s.producer_config())
-    topic = TopicNames(s.topic_prefix).frames
-    t0 = time.time() + 0.2
-    for f in frames:
-        wait = t0 + f.t - time.time()
-        if wait > 0:
-            time.sleep(wait)
-        rec = FrameRecord(camera=f.camera, seq=f.seq, ts_ms=int((t0 + f.t) * 1000),
-                          jpeg=jpegs[ob.jpeg_index(f.camera, f.seq, len(jpegs))])
-        producer.produce(topic, key=f.camera.encode(), value=rec.dumps())
-        producer.poll(0)
-    producer.flush(30)
+    t0 = ob.produce_on_schedule(producer, TopicNames(s.topic_prefix).frames, frames, jpegs)
     time.sleep(max(0.0, t0 + end_s - time.time()))
     return t0
 
