@@ -20,6 +20,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from autosteer.errors import ModelError
 from autosteer.processors.detector import Detector, load_detector
@@ -84,21 +85,20 @@ class ModelWatcher(SupervisedThread):
             meta = consumer.list_topics(self.topic, timeout=10).topics[self.topic]
             consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING)
                              for p in meta.partitions])
-            while not self.halt.is_set():
-                m = consumer.poll(0.5)
-                self.progress()
-                if m is None or m.error():
-                    continue
-                try:
-                    update = ModelUpdate.parse(m.value())
-                    det = self._load(update) if self.wanted(update) else None
-                except Exception as exc:  # noqa: BLE001 - this message only: a dead letter
-                    item = Incoming(m.value(), m.key(), m.topic(), m.partition(), m.offset())
-                    self.loop.call_soon_threadsafe(self.on_failed, item, exc)
-                    continue
-                self.loop.call_soon_threadsafe(self.on_update, update, det)
-        finally:
+        except BaseException:
             consumer.close()
+            raise
+        self.consume(consumer, self._handle)
+
+    def _handle(self, m: Any) -> None:
+        try:
+            update = ModelUpdate.parse(m.value())
+            det = self._load(update) if self.wanted(update) else None
+        except Exception as exc:  # noqa: BLE001 - this message only: a dead letter
+            item = Incoming(m.value(), m.key(), m.topic(), m.partition(), m.offset())
+            self.loop.call_soon_threadsafe(self.on_failed, item, exc)
+            return
+        self.loop.call_soon_threadsafe(self.on_update, update, det)
 
     def _load(self, update: ModelUpdate) -> Detector:
         key = (update.model, update.version)

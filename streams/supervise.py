@@ -253,6 +253,19 @@ class SupervisedThread(threading.Thread):
         if self.health is not None:
             self.health.progress(self.name)
 
+    def consume(self, consumer: Any, handle: Callable[[Any], None]) -> None:
+        """Poll a confluent-kafka ``consumer`` until halted, handing each message to
+        ``handle`` (a poll is progress); the consumer is closed at the end."""
+        try:
+            while not self.halt.is_set():
+                m = consumer.poll(0.5)
+                self.progress()
+                if m is None or m.error():
+                    continue
+                handle(m)
+        finally:
+            consumer.close()
+
     def run(self) -> None:
         delay = self.backoff_s
         while not self.halt.is_set():

@@ -43,20 +43,15 @@ class TeacherBuffer(SupervisedThread):
         s = self.rt.settings
         c = Consumer(s.consumer_config(f"{s.topic_prefix}-teacher-{uuid.uuid4().hex[:6]}"))
         c.subscribe([self.rt.names.shadow])
+        self.consume(c, self._keep)
+
+    def _keep(self, m: Any) -> None:
         try:
-            while not self.halt.is_set():
-                m = c.poll(0.5)
-                self.progress()
-                if m is None or m.error():
-                    continue
-                try:
-                    sr = ShadowResult.parse(m.value())
-                except RecordError:  # the detectors' own topic: the router pairs it
-                    continue
-                with self.lock:
-                    self.frames[sr.camera].append(sr)
-        finally:
-            c.close()
+            sr = ShadowResult.parse(m.value())
+        except RecordError:  # the detectors' own topic: the router pairs it
+            return
+        with self.lock:
+            self.frames[sr.camera].append(sr)
 
     def take(self, camera: str, start_ms: int, end_ms: int, limit: int) -> list[ShadowResult]:
         with self.lock:
