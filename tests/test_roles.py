@@ -417,7 +417,7 @@ def test_rollout_applies_updates_on_the_loop_and_dead_letters_bad_ones() -> None
     rollout = ModelRollout(r, frozenset({"edge", "router"}), {"edge": role}, 1, judge)
     assert rollout.serves(update("v2", 0.25)) and not rollout.serves(update("v2", 0.0))
     rollout.on_update(update("v2", 0.25), FakeDetector(version="v2"))  # type: ignore[arg-type]
-    assert "v2" in judge.canaries and role._pending  # noqa: SLF001 - before the first batch
+    assert "v2" in judge.canaries and role.stage is None  # held until the first batch
 
     from autosteer.streams.pipeline import Incoming
 
@@ -430,13 +430,17 @@ def test_rollout_applies_updates_on_the_loop_and_dead_letters_bad_ones() -> None
     assert any("refused" in e["title"] for e in r.events)
 
 
-def test_shadow_pairing_drops_pairs_that_never_complete() -> None:
+def test_shadow_pairing_drops_pairs_that_never_complete(monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    from autosteer.streams.roles import shadows as module
+
     r = rt()
     pairing = ShadowPairing(r, lambda obs: None)
     pairing.expect("cam1", 1, copy=True)
-    pairing._shadowed[("cam1", 1)] = time.time() - 1000  # noqa: SLF001 - long ago
-    run(r.handlers["shadows"](events([shadow(2).dumps()])))
-    assert ("cam1", 1) not in pairing._shadowed  # noqa: SLF001
+    assert pairing.waiting == 1
+    monkeypatch.setattr(module, "PAIR_TIMEOUT_S", -1.0)  # every open pair is too old
+    run(r.handlers["shadows"](events([])))
+    assert pairing.waiting == 0
 
 
 def test_frame_meta_is_what_the_policy_sees() -> None:
