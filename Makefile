@@ -10,7 +10,8 @@ DEMO_SECONDS ?= 60
 APT_PACKAGES := clickhouse-server clickhouse-client \
 	gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-tools \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-	gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium chromium-driver
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium chromium-driver \
+	iproute2 iputils-ping
 # The local Apache Kafka cluster (`infra up --broker kafka`, the tests' Kafka leg): Java 17
 # runs it, Maven fetches its jars once into ~/.cache/autosteer/kafka-<version>.
 KAFKA_APT_PACKAGES := openjdk-17-jre-headless maven
@@ -20,7 +21,7 @@ KAFKA_APT_PACKAGES := openjdk-17-jre-headless maven
 setup: system-deps venv
 
 # Debian packages: ClickHouse server (18.16), the GStreamer RTSP server for the test
-# camera, Chromium for the UI tests, and Java + Maven for the local Kafka cluster (only
+# camera, Chromium for the UI tests, ip and ping for the edge/cloud testbed, and Java + Maven for the local Kafka cluster (only
 # when `java` or `mvn` is missing). Installed only when missing; needs root (or sudo)
 # and apt-get.
 system-deps:
@@ -28,6 +29,7 @@ system-deps:
 	if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then pkgs="$$pkgs $(KAFKA_APT_PACKAGES)"; fi; \
 	if [ -x /usr/sbin/clickhouse-server ] && /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer','1.0')" 2>/dev/null \
 	   && gst-inspect-1.0 x264enc >/dev/null 2>&1 && [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] \
+	   && command -v ip >/dev/null && command -v ping >/dev/null \
 	   && command -v java >/dev/null && command -v mvn >/dev/null; then \
 	  echo "system packages: present"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -44,7 +44,9 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = None
     topic_prefix: str = Field("autosteer", pattern=r"^[A-Za-z0-9._-]+$")
     partitions: int = Field(4, ge=1, description="partitions of each topic created by autosteer")
-    replication_factor: int = Field(1, ge=1)
+    replication_factor: int | None = Field(
+        None, ge=1, description="replicas of each topic autosteer creates; unset: the "
+        "broker's default.replication.factor (3 on the local Kafka cluster, 1 on tansu)")
     max_message_bytes: int = Field(10 * 1024 * 1024, ge=1024 * 1024)
 
     # --- telemetry store ---------------------------------------------------------------
@@ -93,6 +95,10 @@ class Settings(BaseSettings):
                                description="versioned models (a filesystem every worker mounts)")
     accuracy_floor: float = Field(0.0, ge=0.0, le=1.0,
                                   description="least expected agreement with the cloud model")
+    slo_ms: float | None = Field(None, gt=0.0, description="per-frame SLO, capture -> "
+                                 "result back, in ms, given to every offload policy (unset = none)")
+    shed_budget: float = Field(0.0, ge=0.0, le=1.0, description="largest share of frames "
+                               "the router may shed when no tier can meet the SLO (0 = never)")
     edge_frame_ms: float = Field(20.0, gt=0.0, description="profile: edge ms per frame")
     cloud_frame_ms: float = Field(25.0, gt=0.0, description="profile: cloud ms per frame")
     edge_accuracy: float = Field(0.90, ge=0.0, le=1.0,
@@ -105,6 +111,21 @@ class Settings(BaseSettings):
     link_jitter_ms: float = Field(0.0, ge=0.0, description="emulated link jitter")
     max_frame_age_ms: int = Field(
         5000, ge=0, description="a detector sheds frames older than this (0 = never)")
+    motion_gate: Literal["off", "on"] = Field(
+        "off", description="on: the router detects a camera's frame only when it changed "
+        "since the camera's last detected frame (or a refresh is due); the others get that "
+        "detection carried forward (status 'reused')")
+    gate_changed_fraction: float = Field(0.003, ge=0.0, le=1.0, description="motion gate: "
+                                         "a frame with more changed pixels than this share "
+                                         "is detected fresh")
+    gate_pixel_threshold: int = Field(20, ge=0, le=255, description="motion gate: a pixel "
+                                      "changed when its gray level moved more than this")
+    gate_refresh_frames: int = Field(30, ge=1, description="motion gate: a fresh detection "
+                                     "at least every this many frames of a camera")
+    gate_refresh_s: float = Field(5.0, gt=0.0, description="motion gate: a fresh detection "
+                                  "at least this often (capture time)")
+    gate_check_rate: float = Field(0.05, ge=0.0, le=1.0, description="motion gate: share of "
+                                   "reused frames also detected fresh, to measure agreement")
     fetch_wait_ms: int = Field(25, ge=1, le=5000,
                                description="longest wait of a worker's fetch on an empty topic")
     max_image_pixels: int = Field(8192 * 8192, ge=1, description="a frame whose image "

@@ -3,14 +3,14 @@
 - scorers (river's ``learn_one`` / ``score_one``): :class:`RobustZScore` (median and
   robust sigma per metric) and :class:`RobustHalfSpaceTrees` (multivariate);
   :class:`Calibrated` turns any scorer's score into robust sigmas of its own history;
-- :class:`Detector`: a scorer with warm-up and hysteresis (``update(x)`` then
+- :class:`Alarm`: a scorer with warm-up and hysteresis (``update(x)`` then
   ``is_anomaly`` / ``started``);
 - :class:`AnomalyMonitor`: one detector per (node, camera, tier, metric); consumes
   ``WindowRecord`` and ``NodeRecord`` and returns :class:`Anomaly` records.
 """
 
+from autosteer.anomaly.alarm import Alarm
 from autosteer.anomaly.base import Scorer
-from autosteer.anomaly.detector import Detector
 from autosteer.anomaly.features import (
     NODE_METRICS,
     WINDOW_METRICS,
@@ -28,9 +28,9 @@ __all__ = [
     "NODE_METRICS",
     "WINDOW_METRICS",
     "Anomaly",
+    "Alarm",
     "AnomalyMonitor",
     "Calibrated",
-    "Detector",
     "RobustHalfSpaceTrees",
     "RobustZScore",
     "RollingSample",

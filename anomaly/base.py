@@ -2,7 +2,7 @@
 
 A scorer maps a dict of numbers to an anomaly score (higher = stranger) and learns
 from dicts it is shown. river's own detectors (``river.anomaly.HalfSpaceTrees``) fit
-as they are, so any of them can sit inside a :class:`~autosteer.anomaly.Detector`.
+as they are, so any of them can sit inside a :class:`~autosteer.anomaly.Alarm`.
 
 >>> from river import anomaly
 >>> isinstance(anomaly.HalfSpaceTrees(), Scorer)

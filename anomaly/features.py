@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from autosteer.telemetry.schema import fps
 from autosteer.topics.records import NodeRecord, QuantileSummary, WindowRecord
 
 WINDOW_METRICS = ("fps", "boxes_per_frame", "total_ms", "total_p95_ms", "infer_ms", "queue_ms",
@@ -68,7 +69,7 @@ def quantile(s: QuantileSummary, q: float) -> float | None:
 
 def window_features(window: WindowRecord) -> dict[str, float]:
     """Per-window metrics of one series; a metric with no data (no boxes: no score) is left out."""
-    out: dict[str, float] = {"fps": window.frames / max(window.window_s, 1)}
+    out: dict[str, float] = {"fps": fps(window.frames, [window.ts_ms], window.window_s)}
     if window.frames:
         out["boxes_per_frame"] = window.detections / window.frames
         out["total_ms"] = window.sum_total_ms / window.frames

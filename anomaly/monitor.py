@@ -1,6 +1,6 @@
 """Watch every telemetry series and return an :class:`Anomaly` when one opens.
 
-:class:`AnomalyMonitor` keeps one :class:`Detector` per (node, camera, tier, metric) for
+:class:`AnomalyMonitor` keeps one :class:`Alarm` per (node, camera, tier, metric) for
 window records and per (node, metric) for heartbeats, plus, if asked, one multivariate
 detector per series. Plain and synchronous: a Faust agent calls ``update(window)`` for
 each window record and ``update_node(heartbeat)`` for each node record, and forwards
@@ -9,9 +9,9 @@ what they return.
 A camera that stops sending frames sends no windows either, so silence is data: once
 other series are ``missing_after`` windows (and at least ``missing_after_s`` seconds)
 ahead, each window a series missed is fed
-to its ``fps`` detector as 0 frames per second (for ``forget_after`` windows at most),
+to its ``fps`` alarm as 0 frames per second (for ``forget_after`` windows at most),
 and a series silent for ``silence`` windows pages (detector ``"Silence"``) even when its
-detector would not.
+alarm would not.
 
 >>> from autosteer.topics.records import QuantileSummary, WindowRecord
 >>> def window(i, infer_ms):
@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from autosteer.anomaly.detector import Detector
+from autosteer.anomaly.alarm import Alarm
 from autosteer.anomaly.features import SeriesKey, node_features, series_key, window_features
 from autosteer.anomaly.hst import RobustHalfSpaceTrees
 from autosteer.anomaly.records import Anomaly
@@ -41,20 +41,20 @@ from autosteer.topics.records import NodeRecord, WindowRecord
 
 log = logging.getLogger(__name__)
 
-DetectorFactory = Callable[[str], Detector]
+AlarmFactory = Callable[[str], Alarm]
 MULTIVARIATE = "*"
 
 
-def robust_detector(metric: str) -> Detector:
+def robust_detector(metric: str) -> Alarm:
     """The default per-metric detector: robust z over the last 180 points, page at 6 sigma
     for three windows in a row, close below 3 sigma for three. Sigma is at least 1 % of
     the median (0.2 % for memory, whose normal wobble is far smaller than its size)."""
     floor = 0.002 if metric == "rss_bytes" else 0.01
-    return Detector(RobustZScore(window_size=180, rel_floor=floor), threshold=6.0, clear=3.0,
+    return Alarm(RobustZScore(window_size=180, rel_floor=floor), threshold=6.0, clear=3.0,
                     warmup=30, enter=3, exit=3)
 
 
-def multivariate_detector(metric: str) -> Detector:
+def multivariate_detector(metric: str) -> Alarm:
     """A per-series multivariate detector: Half-Space Trees on robustly scaled metrics,
     shallow (height 4: one series has only 360 windows an hour) and with a wide squash
     (16 sigmas, so a 6-sigma shift does not land in a sliver next to normal values), its
@@ -64,15 +64,15 @@ def multivariate_detector(metric: str) -> Detector:
     :func:`robust_detector`'s."""
     trees = RobustHalfSpaceTrees(height=4, window_size=60, scale_window=180, squash=16.0,
                                  seed=7)
-    return Detector(Calibrated(trees, skip=120), threshold=6.0, clear=3.0, warmup=180,
+    return Alarm(Calibrated(trees, skip=120), threshold=6.0, clear=3.0, warmup=180,
                     enter=3, exit=3)
 
 
 class AnomalyMonitor:
     """Per-series detectors over window records and heartbeats; returns new anomalies."""
 
-    def __init__(self, univariate: DetectorFactory | None = robust_detector,
-                 multivariate: DetectorFactory | None = None, window_s: int = 10,
+    def __init__(self, univariate: AlarmFactory | None = robust_detector,
+                 multivariate: AlarmFactory | None = None, window_s: int = 10,
                  involved_z: float = 3.0, missing_after: int = 2, silence: int = 3,
                  forget_after: int = 360, missing_after_s: float = 10.0) -> None:
         if univariate is None and multivariate is None:
@@ -87,7 +87,7 @@ class AnomalyMonitor:
         self.missing_after_s = missing_after_s
         self.silence = silence
         self.forget_after = forget_after
-        self._detectors: dict[tuple[SeriesKey, str], Detector] = {}
+        self._alarms: dict[tuple[SeriesKey, str], Alarm] = {}
         self._run_start: dict[tuple[SeriesKey, str], int] = {}
         # window series -> (last window seen, last window filled in as silent, window_s)
         self._last: dict[SeriesKey, tuple[int, int, int]] = {}
@@ -115,7 +115,7 @@ class AnomalyMonitor:
 
     def open(self) -> list[tuple[SeriesKey, str]]:
         """The (series, metric) pairs whose anomaly is still open."""
-        return sorted(k for k, d in self._detectors.items() if d.is_anomaly)
+        return sorted(k for k, d in self._alarms.items() if d.is_anomaly)
 
     def _missing(self, ts_ms: int) -> list[Anomaly]:
         out: list[Anomaly] = []
@@ -140,7 +140,7 @@ class AnomalyMonitor:
                  window_s: int) -> list[Anomaly]:
         """A warm series silent for ``silence`` windows pages even if 0 fps is within its
         detector's threshold (a camera that offloads most frames sends few to each node)."""
-        det = self._detectors.get((key, "fps"))
+        det = self._alarms.get((key, "fps"))
         windows = (end_ms - start_ms) // (window_s * 1000)
         if (det is None or not det.warm or det.is_anomaly or key in self._silenced
                 or windows < self.silence):
@@ -154,13 +154,13 @@ class AnomalyMonitor:
                         metrics=["fps"], values={"fps": 0.0},
                         baseline={"fps": base} if base is not None else {})]
 
-    def _detector(self, key: SeriesKey, metric: str) -> Detector | None:
+    def _alarm(self, key: SeriesKey, metric: str) -> Alarm | None:
         factory = self.multivariate if metric == MULTIVARIATE else self.univariate
         if factory is None:
             return None
-        det = self._detectors.get((key, metric))
+        det = self._alarms.get((key, metric))
         if det is None:
-            det = self._detectors[(key, metric)] = factory(metric)
+            det = self._alarms[(key, metric)] = factory(metric)
         return det
 
     def _observe(self, key: SeriesKey, x: dict[str, float], ts_ms: int,
@@ -170,7 +170,7 @@ class AnomalyMonitor:
         if len(x) > 1:
             inputs.append((MULTIVARIATE, x))
         for metric, point in inputs:
-            det = self._detector(key, metric)
+            det = self._alarm(key, metric)
             if det is None:
                 continue
             det.update(point)
@@ -180,7 +180,7 @@ class AnomalyMonitor:
                 out.append(self._anomaly(key, metric, det, point, ts_ms, window_s))
         return out
 
-    def _anomaly(self, key: SeriesKey, metric: str, det: Detector, x: dict[str, float],
+    def _anomaly(self, key: SeriesKey, metric: str, det: Alarm, x: dict[str, float],
                  ts_ms: int, window_s: int) -> Anomaly:
         zscores = getattr(det.scorer, "zscores", None)
         z = zscores(x) if zscores else {}

@@ -19,6 +19,7 @@ FP32): the fastest way to serve the edge tier. ``edge_f1`` is that one's F1.
 
     python bench/detectors.py            # 24 frames x 15 repetitions
     python bench/detectors.py --quick    # 8 frames x 5 repetitions (CI-sized)
+    python bench/detectors.py --stages   # where an SSD frame's time goes (see stages())
 
 Last line: one JSON object with edge_speedup, edge_f1, edge_runtime and the table.
 """
@@ -68,9 +69,79 @@ def time_batch(det: Any, batch: list[np.ndarray]) -> float:
     return (time.perf_counter() - t0) * 1000 / len(batch)
 
 
+# The SSD graph's stages, by the tensors between them (tf2onnx names of the TF OD API
+# graph): the network runs from the resized 300x300 image to the raw box encodings and
+# class scores; before it, the per-image resize loop; after it, box decoding and the
+# per-class NMS loop.
+NETWORK_IN = "Preprocessor/map/TensorArrayStack/TensorArrayGatherV3:0"
+NETWORK_OUT = ["concat:0", "concat_1:0"]
+
+
+def stages(model_dir: Any, frames: list[np.ndarray], repeats: int, threads: int = 2) -> dict:
+    """ms/frame on ONNX Runtime (batch 1, ``threads``) of each whole model against its
+    network alone (the same graph cut at NETWORK_IN / NETWORK_OUT, fed the whole model's
+    own resized input): the share of a frame that quantizing or speeding up the
+    network can touch. Interleaved repetitions, medians."""
+    import tempfile
+    from pathlib import Path
+
+    import cv2
+    import onnx.utils
+    import onnxruntime as ort
+
+    out: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        sessions = {}
+        for model in (FP32, INT8):
+            path = Path(model_dir) / model / "model.onnx"
+            cut = Path(tmp) / f"{model}-network.onnx"
+            graph = onnx.load(str(path))
+            graph.graph.value_info.extend(onnx.helper.make_tensor_value_info(
+                t, onnx.TensorProto.FLOAT, None) for t in [NETWORK_IN, *NETWORK_OUT])
+            onnx.save(onnx.utils.Extractor(graph).extract_model([NETWORK_IN], NETWORK_OUT),
+                      str(cut))
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            whole = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            so2 = ort.SessionOptions()
+            so2.intra_op_num_threads = threads
+            so2.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            net = ort.InferenceSession(str(cut), so2, providers=["CPUExecutionProvider"])
+            probe = onnx.load(str(path))
+            probe.graph.output.append(onnx.helper.make_tensor_value_info(
+                NETWORK_IN, onnx.TensorProto.FLOAT, None))
+            resized = ort.InferenceSession(probe.SerializeToString(), so,
+                                           providers=["CPUExecutionProvider"])
+            name = whole.get_inputs()[0].name
+            rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB)[None] for f in frames]
+            inner = [resized.run([NETWORK_IN], {name: x})[0] for x in rgb]
+            sessions[model] = (whole, net, name, rgb, inner)
+        times: dict[tuple[str, str], list[float]] = {}
+        for r in range(repeats):
+            for model, (whole, net, name, rgb, inner) in sessions.items():
+                i = r % len(rgb)
+                t0 = time.perf_counter()
+                whole.run(None, {name: rgb[i]})
+                t1 = time.perf_counter()
+                net.run(None, {NETWORK_IN: inner[i]})
+                t2 = time.perf_counter()
+                times.setdefault((model, "whole"), []).append((t1 - t0) * 1000)
+                times.setdefault((model, "network"), []).append((t2 - t1) * 1000)
+    for model in (FP32, INT8):
+        whole_ms = statistics.median(times[(model, "whole")])
+        net_ms = statistics.median(times[(model, "network")])
+        out[model] = {"whole_ms": round(whole_ms, 2), "network_ms": round(net_ms, 2),
+                      "network_share": round(net_ms / whole_ms, 3),
+                      "best_speedup_if_network_free": round(whole_ms / (whole_ms - net_ms), 3)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="CI-sized run")
+    ap.add_argument("--stages", action="store_true",
+                    help="only: each model's network share of a frame on ONNX Runtime")
     ap.add_argument("--frames", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=None)
     args = ap.parse_args()
@@ -80,6 +151,15 @@ def main() -> None:
     video = ensure_sample_video(s.sample_video)
     prepare_models(s.model_dir, video)
     frames = video_frames(video, n, start=13, step=max(1, 790 // n))
+    if args.stages:
+        result = stages(s.model_dir, frames, repeats * 2)
+        for model, row in result.items():
+            print(f"{model}: whole {row['whole_ms']} ms/frame, network {row['network_ms']} ms "
+                  f"({row['network_share']:.0%})", flush=True)
+        print(json.dumps({"bench": "detectors", "mode": "stages", "quick": args.quick,
+                          "frames": n, "repeats": repeats * 2, "threads": 2, "batch": 1,
+                          "runtime": "onnxruntime", "stages": result}))
+        return
     runtimes = ["onnxruntime"] + (["openvino"] if openvino_available() else [])
     configs = [Config(m, rt, t, load_detector(s.model_dir, m, providers=rt, intra_op_threads=t,
                                               score_threshold=s.score_threshold))

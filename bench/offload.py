@@ -51,6 +51,7 @@ Last line: one JSON object.
     python bench/offload.py --quick    # 30 s x 1 seed; 25 s real runs, controller, JSEC, FastVA
     python bench/offload.py --measure  # re-measure service times and quality levels first
     python bench/offload.py --testbed [--quick]  # on separate hosts (bench/offload_testbed.py)
+    python bench/offload.py --testbed --steps [--quick]  # step tests on them
 """
 
 from __future__ import annotations
@@ -101,9 +102,6 @@ from autosteer.offload import (
     ShortestCompletion,
     SystemProfile,
     TierProfile,
-    cloud_copy,
-    cloud_level,
-    shed_reason,
 )
 from autosteer.settings import Settings
 from autosteer.topics.names import TopicNames
@@ -248,7 +246,7 @@ class Frame:
 
 @dataclass(frozen=True)
 class Copy(Frame):
-    """A copy of an edge frame that the policy also sent to the cloud (``cloud_copy``):
+    """A copy of an edge frame that the policy also sent to the cloud (``Route.copy``):
     it loads the link and the cloud, its result only goes back to the policy."""
 
 
@@ -388,7 +386,8 @@ class Sim:
                 f = data
                 meta = FrameMeta(f.camera, f.seq, int(round(f.t * 1000)), f.size)
                 t0 = time.perf_counter()
-                tier = policy.decide(meta)
+                route = policy.decide(meta)
+                tier = route.tier
                 dt = time.perf_counter() - t0
                 t_dec += dt
                 dec_times.append(dt)
@@ -399,7 +398,7 @@ class Sim:
                         decisions.append((t, d))
                         last_dec = d
                 tiers[(f.camera, f.seq)] = tier
-                if shed_reason(policy) is not None:  # answered "shed": nothing is sent
+                if route.shed:  # answered "shed": nothing is sent
                     shed.add((f.camera, f.seq))
                     tiers[(f.camera, f.seq)] = "shed"
                 elif tier == "edge":
@@ -408,11 +407,11 @@ class Sim:
                     edge_q.append(f)
                     if not edge_busy:
                         start_edge()
-                    if cloud_copy(policy):  # sent as captured, right away
+                    if route.copy:  # sent as captured, right away
                         copies += WARMUP_S <= f.t <= self.duration_s
                         to_cloud(Copy(f.camera, f.seq, f.t, f.size), f.size, t)
                 else:
-                    lv = cloud_level(policy)
+                    lv = route.level
                     levels[lv.name] += WARMUP_S <= f.t <= self.duration_s
                     accuracy[(f.camera, f.seq)] = ACCURACY["cloud"] * lv.accuracy
                     handover = t
@@ -1241,21 +1240,35 @@ def main() -> None:
     ap.add_argument("--measure", action="store_true", help="re-measure service-time profiles")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-real", action="store_true", help="skip the real-pipeline runs")
-    ap.add_argument("--shed-budget", type=float, default=SHED_BUDGET,
+    ap.add_argument("--shed-budget", type=float, default=None,
                     help="the share of frames every policy may shed when hopeless under "
-                         f"the {SLO_MS:g} ms SLO (0: none sheds; default {SHED_BUDGET})")
+                         f"the SLO (0: none sheds; default {SHED_BUDGET}, on the testbed "
+                         "offload_testbed.SHED_BUDGET)")
     ap.add_argument("--real-policies", default=None,
                     help="comma list of policies for the real runs (default: "
                          f"{','.join(REAL_QUICK)} with --quick, else all)")
     ap.add_argument("--testbed", action="store_true",
                     help="only the comparison on the testbed's separate hosts (root; "
                          "bench/offload_testbed.py)")
+    ap.add_argument("--reps", type=int, default=3, help="with --testbed: repetitions")
+    ap.add_argument("--broker-host", choices=("cloud", "edge"), default="cloud",
+                    help="with --testbed: the host tansu runs on (the issue's: cloud)")
+    ap.add_argument("--steps", action="store_true",
+                    help="with --testbed: the two step tests (RTT x5, edge CPU quota /3) "
+                         "instead of the comparison")
     args = ap.parse_args()
+    if args.testbed and args.steps:
+        import offload_testbed
+
+        return offload_testbed.main_steps(args.quick, args.seed, (
+            offload_testbed.SHED_BUDGET if args.shed_budget is None else args.shed_budget))
     if args.testbed:
         import offload_testbed
 
         return offload_testbed.main(args.quick, args.seed, tuple(
-            args.real_policies.split(",")) if args.real_policies else None)
+            args.real_policies.split(",")) if args.real_policies else None, args.reps,
+            shed_budget=(offload_testbed.SHED_BUDGET if args.shed_budget is None
+                         else args.shed_budget), broker_host=args.broker_host)
     duration = 30.0 if args.quick else 120.0
     seeds = [args.seed] if args.quick else [args.seed + i for i in range(3)]
     if args.measure:
@@ -1273,7 +1286,7 @@ def main() -> None:
           f"batch ms {[round(b * 1000, 1) for b in prof.cloud.batch_s]}; frames "
           f"{FRAME_BYTES // 1000} KB; {duration:.0f} s runs x {len(seeds)} seed(s)")
     t_start = time.perf_counter()
-    budget = args.shed_budget
+    budget = SHED_BUDGET if args.shed_budget is None else args.shed_budget
     table = compare(prof, duration, seeds, budget)
     print_table(table)
     ratios, cells = p95_ratios(table, seeds)

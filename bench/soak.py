@@ -116,17 +116,27 @@ def main() -> None:
                          value=CameraCommand(action="stop", camera="soak").dumps())
             prod.flush(10)
             time.sleep(2)
-            # the camera leaves /status when stopped: its last numbers, plus what it sent
-            # between that reading and the stop (seqs are contiguous from 0)
-            sent = max(int(cam.get("frames_sent", 0)), max(seen, default=-1) + 1)
+            # The camera leaves /status when stopped: its last numbers, plus what it sent
+            # between that reading and the stop. Seqs are contiguous from 0, so a result
+            # with a higher seq proves that frame was sent too: ``sent`` grows with the
+            # results that arrive while draining (counting them against the earlier,
+            # smaller ``sent`` once reported frames_with_result == frames_sent next to
+            # frames_lost 2: results past it filled the count, not the gaps). Drain until
+            # every frame below the highest seq seen has a result, or 60 s.
+            last_sent = int(cam.get("frames_sent", 0))
+
+            def sent_now() -> int:
+                return max(last_sent, max(seen, default=-1) + 1)
+
             drain_until = time.monotonic() + 60
-            while len(seen) < sent and time.monotonic() < drain_until:
+            while len(seen) < sent_now() and time.monotonic() < drain_until:
                 m = consumer.poll(0.5)
                 if m is not None and not m.error():
                     d = Detection.parse(m.value())
                     if d.camera == "soak":
                         seen.add(d.seq)
                         by_status.setdefault(d.status, set()).add(d.seq)
+            sent = sent_now()
         finally:
             consumer.close()
             worker.stop()
@@ -137,7 +147,7 @@ def main() -> None:
     rss1 = samples[-1]["rss_mb"]
     print(json.dumps({
         "bench": "soak", "minutes": minutes, "frames_sent": sent, "frames_with_result": len(seen),
-        "frames_lost": len(set(range(sent)) - seen),
+        "frames_lost": len(set(range(sent)) - seen),  # == frames_sent - frames_with_result
         **result_counts(by_status), "max_lag": max(x["lag"] for x in samples),
         "frames_dropped": int(cam.get("frames_dropped", 0)),
         "rss_start_mb": rss0, "rss_end_mb": rss1,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,3 +142,34 @@ class ManagedProcess:
         self.pid_file.unlink(missing_ok=True)
         log.info("stopped %s pid %d", self.name, pid)
         return True
+
+
+# -- network namespaces --------------------------------------------------------------------
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise InfraError(f"setns: {os.strerror(err)}")
+
+
+@contextlib.contextmanager
+def in_netns(name: str) -> Iterator[None]:
+    """Run the calling thread in network namespace ``name`` for the block: sockets made
+    there, and threads started there, belong to it (and stay so after the block)."""
+    try:
+        target = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InfraError(f"network namespace {name!r} does not exist: {exc}") from exc
+    orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(target)
+        try:
+            yield
+        finally:
+            _setns(orig)
+    finally:
+        os.close(target)
+        os.close(orig)

@@ -48,10 +48,14 @@ class LocalStack:
         )
 
     def topic_settings(self, settings: Settings) -> Settings:
-        """``settings`` pointed at this stack's broker, with its replication factor."""
+        """``settings`` pointed at this stack's broker. The replication factor stays what
+        it was: unset, topics get the broker's default (3 on the Kafka cluster, whose
+        ``min.insync.replicas`` is 2); a factor set below the stack's is raised to it,
+        since fewer replicas than the minimum in sync refuse ``acks=all`` writes."""
+        rf = settings.replication_factor
         return settings.model_copy(update={
             "broker": self.broker.kind, "kafka_bootstrap": self.broker.bootstrap,
-            "replication_factor": max(settings.replication_factor, self.broker.replicas)})
+            "replication_factor": None if rf is None else max(rf, self.broker.replicas)})
 
     def exports(self, settings: Settings) -> dict[str, str]:
         """The ``AUTOSTEER_*`` variables other processes need to use this stack's broker."""

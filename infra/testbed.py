@@ -12,7 +12,9 @@
   its one-way delay plus jitter behind a rate-limited, drop-when-full FIFO per
   direction, with random loss; it runs at real-time priority (``chrt -f 10``);
 - the broker (tansu) in the cloud namespace, listening on and advertising the cloud's
-  link address, so every Kafka byte of the edge host crosses the link.
+  link address, so every Kafka byte of the edge host crosses the link
+  (``broker_host="edge"`` puts it on the edge host instead, inside its CPU budget: then
+  only the cloud's Kafka bytes cross).
 
 Everything it made is written to a state file; ``down()`` removes exactly that (the
 namespaces by inode, the processes by pid and start time, the cgroups by path), and
@@ -28,7 +30,6 @@ thread (and the sockets and threads it creates, such as librdkafka's) on a host.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import hashlib
 import json
@@ -40,12 +41,13 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from autosteer.errors import InfraError
+from autosteer.infra.process import in_netns
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,6 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("cpu", "cpuset", "cpuacct")
 CFS_PERIOD_US = 100_000
 SHARES = 10240
-CLONE_NEWNET = 0x40000000
 SOURCE = Path(__file__).resolve().parent / "linkemu.c"
 FALLBACK = ("without root the testbed cannot be made; the router's emulated link is the "
             "fallback: set AUTOSTEER_LINK_MBPS, AUTOSTEER_LINK_DELAY_MS and "
@@ -106,34 +107,7 @@ class HostSpec:
         return -1 if self.cores is None else max(1000, int(self.cores * CFS_PERIOD_US))
 
 
-# -- namespaces -----------------------------------------------------------------------------
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise InfraError(f"setns: {os.strerror(err)}")
-
-
-@contextlib.contextmanager
-def in_netns(name: str) -> Iterator[None]:
-    """Run the calling thread in network namespace ``name`` for the block: sockets made
-    there, and threads started there, belong to it (and stay so after the block)."""
-    try:
-        target = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise InfraError(f"network namespace {name!r} does not exist: {exc}") from exc
-    orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        _setns(target)
-        try:
-            yield
-        finally:
-            _setns(orig)
-    finally:
-        os.close(target)
-        os.close(orig)
+# -- namespaces: in_netns lives in infra/process.py (workers use it too) -----------------
 
 
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -205,7 +179,7 @@ class Testbed:
     def __init__(self, prefix: str = "as", *, state_dir: Path | None = None,
                  edge: HostSpec = HostSpec("0", 0.5), cloud: HostSpec = HostSpec("1", None),
                  link: LinkSpec = LinkSpec(), broker_port: int = 19092,
-                 subnet: str = "10.77.0") -> None:
+                 subnet: str = "10.77.0", broker_host: str = "cloud") -> None:
         if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", prefix):
             raise InfraError(f"testbed prefix must be 1-8 lower-case letters/digits; got "
                              f"{prefix!r}")
@@ -216,6 +190,8 @@ class Testbed:
         self.link = link
         self.broker_port = broker_port
         self.subnet = subnet
+        self._check_host(broker_host)
+        self.broker_host = broker_host
 
     def __repr__(self) -> str:
         return f"Testbed(prefix={self.prefix!r}, link={self.link}, edge={self.edge}, " \
@@ -237,8 +213,9 @@ class Testbed:
 
     @property
     def bootstrap(self) -> str:
-        """The broker as every host reaches it: the cloud's link address."""
-        return f"{self.addr('cloud')}:{self.broker_port}"
+        """The broker as every host reaches it: its host's link address (the cloud's by
+        default)."""
+        return f"{self.addr(self.broker_host)}:{self.broker_port}"
 
     @property
     def state_file(self) -> Path:
@@ -391,13 +368,14 @@ class Testbed:
 
         url = f"tcp://{self.bootstrap}"
         proc = self._spawn(state, "tansu", [
-            *self.wrap("cloud"), str(tansu_binary()), "broker", "--listener-url", url,
+            *self.wrap(self.broker_host), str(tansu_binary()), "broker", "--listener-url", url,
             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"])
         deadline = time.monotonic() + 15
-        while not self.port_open("cloud", self.broker_port, self.addr("cloud")):
+        while not self.port_open(self.broker_host, self.broker_port,
+                                 self.addr(self.broker_host)):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise InfraError(f"tansu did not listen on {self.bootstrap} in the cloud "
-                                 f"namespace:\n{self._log_tail('tansu')}")
+                raise InfraError(f"tansu did not listen on {self.bootstrap} in the "
+                                 f"{self.broker_host} namespace:\n{self._log_tail('tansu')}")
             time.sleep(0.05)
 
     def down(self) -> list[str]:

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from autosteer.infra.process import wait_port
+from autosteer.infra.process import in_netns, wait_port
 from autosteer.settings import ENV_PREFIX, Settings
 
 
@@ -45,8 +45,6 @@ class WorkerProcess:
         """This thread in the worker's network namespace (or where it is)."""
         if self.netns is None:
             return contextlib.nullcontext()
-        from autosteer.infra.testbed import in_netns
-
         return in_netns(self.netns)
 
     def start(self, timeout_s: float = 90.0, *, create_topics: bool = True) -> WorkerProcess:

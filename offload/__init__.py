@@ -1,10 +1,9 @@
 """Offload: where each frame runs (edge or cloud).
 
-The seam is :class:`OffloadPolicy` (``decide`` per frame, ``learn`` per detection read
-back). :class:`OffloadController` is the model-based controller; the baselines sit behind
-the same seam; :class:`SloRule` is the SLO and shedding rule they all share;
-:func:`route_of` reads a decision as one :class:`Route`; :class:`EmulatedLink` emulates
-the edge -> cloud link.
+The seam is :class:`OffloadPolicy` (``decide`` per frame returns a :class:`Route`,
+``learn`` per detection read back). :class:`OffloadController` is the model-based
+controller; the baselines sit behind the same seam; :class:`SloRule` is the SLO and
+shedding rule they all share; :class:`EmulatedLink` emulates the edge -> cloud link.
 """
 
 from autosteer.offload.baselines import (
@@ -21,17 +20,14 @@ from autosteer.offload.link import EmulatedLink
 from autosteer.offload.live import LiveState
 from autosteer.offload.optimize import Halfspace, pgd, project
 from autosteer.offload.policy import (
+    CountsCopies,
     FixedRatio,
     FrameMeta,
     Observation,
     OffloadPolicy,
     Route,
     Tier,
-    cloud_copy,
-    cloud_level,
     count_copy,
-    route_of,
-    shed_reason,
 )
 from autosteer.offload.profiles import FULL, QualityLevel, SystemProfile, TierProfile
 from autosteer.offload.queueing import ModelInputs, OffloadModel, Prediction, drain_mean
@@ -42,6 +38,7 @@ __all__ = [
     "CloudOnly",
     "ControlConfig",
     "ControlDecision",
+    "CountsCopies",
     "DeepDecisionStyle",
     "EdgeOnly",
     "EmulatedLink",
@@ -69,12 +66,8 @@ __all__ = [
     "TierProfile",
     "Tier",
     "Window",
-    "cloud_copy",
-    "cloud_level",
     "count_copy",
     "drain_mean",
     "pgd",
     "project",
-    "route_of",
-    "shed_reason",
 ]

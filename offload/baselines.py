@@ -20,14 +20,14 @@ reads the link emulator.
 
 Every baseline that keeps a live state takes the same SLO and shedding option as ours
 (``slo_ms``, ``shed_budget``; :class:`~autosteer.offload.slo.SloRule`): a frame that no
-tier at any quality level can answer within the SLO may be shed (``shed``, read by
-:func:`~autosteer.offload.policy.route_of`), judged on the same estimates
+tier at any quality level can answer within the SLO may be shed (``Route.shed_reason``),
+judged on the same estimates
 (:meth:`~autosteer.offload.live.LiveState.soonest_s`). Off by default.
 
 >>> from autosteer.offload.profiles import QualityLevel, SystemProfile, TierProfile
 >>> prof = SystemProfile(TierProfile((0.040,), accuracy=0.9), TierProfile((0.020,), 2))
 >>> p = ShortestCompletion(prof, clock=lambda: 0.0)
->>> [p.decide(FrameMeta("c", i, 0, 80_000)) for i in range(3)]   # cloud transfer unknown
+>>> [p.decide(FrameMeta("c", i, 0, 80_000)).tier for i in range(3)]   # transfer unknown
 ['cloud', 'cloud', 'cloud']
 """
 
@@ -41,7 +41,7 @@ from collections.abc import Callable
 import numpy as np
 from autosteer.offload.estimate import Ewma
 from autosteer.offload.live import LiveState
-from autosteer.offload.policy import FrameMeta, Observation, Tier
+from autosteer.offload.policy import CLOUD, EDGE, FrameMeta, Observation, Route, Tier
 from autosteer.offload.profiles import QualityLevel, SystemProfile
 from autosteer.offload.slo import SloRule
 
@@ -54,8 +54,8 @@ class EdgeOnly:
     def __repr__(self) -> str:
         return "EdgeOnly()"
 
-    def decide(self, frame: FrameMeta) -> Tier:
-        return "edge"
+    def decide(self, frame: FrameMeta) -> Route:
+        return EDGE
 
     def learn(self, obs: Observation) -> None:
         """Nothing to learn."""
@@ -67,8 +67,8 @@ class CloudOnly:
     def __repr__(self) -> str:
         return "CloudOnly()"
 
-    def decide(self, frame: FrameMeta) -> Tier:
-        return "cloud"
+    def decide(self, frame: FrameMeta) -> Route:
+        return CLOUD
 
     def learn(self, obs: Observation) -> None:
         """Nothing to learn."""
@@ -76,9 +76,9 @@ class CloudOnly:
 
 class _Tracked:
     """Shared plumbing: a clock and a LiveState fed from decide/learn. ``level`` is the
-    quality level of the last frame sent to the cloud (full quality unless a subclass
-    chooses); ``shed`` the reason the last frame was shed (None: it was sent), by the
-    shared :class:`~autosteer.offload.slo.SloRule` before the policy's own choice."""
+    quality level a subclass chose for cloud frames (full quality unless it chooses);
+    a frame is shed (``Route.shed_reason``) by the shared
+    :class:`~autosteer.offload.slo.SloRule` before the policy's own choice."""
 
     def __init__(self, profile: SystemProfile, clock: Clock, slo_ms: float | None = None,
                  shed_budget: float = 0.0) -> None:
@@ -89,7 +89,6 @@ class _Tracked:
         self._live = LiveState(profile)
         self._slo = SloRule(slo_ms, shed_budget)
         self.level: QualityLevel = profile.levels[0]
-        self.shed: str | None = None
 
     def _slo_repr(self) -> str:
         return f", slo_ms={self.slo_ms}, shed_budget={self.shed_budget}"
@@ -99,21 +98,22 @@ class _Tracked:
         """What this policy has learned from telemetry."""
         return self._live
 
-    def decide(self, frame: FrameMeta) -> Tier:
+    def decide(self, frame: FrameMeta) -> Route:
         now = self.clock()
         self.live.arrive(frame, now)
         size = frame.size_bytes or int(self.live.size(frame.camera))
-        self.shed = (self._slo.verdict(now - frame.ts_ms / 1000,
-                                       self.live.soonest_s(size, now), now)
-                     if self._slo.can_shed else None)
-        if self.shed is not None:  # answered "shed": nothing is sent, nothing queues
-            return self._sooner(size, now)
+        shed = (self._slo.verdict(now - frame.ts_ms / 1000, self.live.soonest_s(size, now), now)
+                if self._slo.can_shed else None)
+        if shed is not None:  # answered "shed": nothing is sent, nothing queues
+            return Route(self._sooner(size, now), shed_reason=shed)
         tier = self._choose(frame, now)
-        if tier == "cloud" and not self.level.is_full:  # the bytes the wire will carry
-            size = frame.size_bytes or int(self.live.size(frame.camera))
+        if tier == "edge":
+            self.live.dispatch(frame, tier, now)
+            return EDGE
+        if not self.level.is_full:  # the bytes the wire will carry
             frame = dataclasses.replace(frame, size_bytes=max(1, int(size * self.level.bytes_ratio)))
         self.live.dispatch(frame, tier, now)
-        return tier
+        return Route("cloud", self.level)
 
     def learn(self, obs: Observation) -> None:
         self.live.learn(obs, self.clock())

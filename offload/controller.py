@@ -27,7 +27,8 @@ banked above the floor pays for levels below it).
 >>> clock = iter(i / 32 for i in range(10_000)).__next__
 >>> ctl = OffloadController(SystemProfile(TierProfile((0.040,), accuracy=0.9),
 ...                                       TierProfile((0.020,), servers=2)), clock=clock)
->>> tiers = [ctl.decide(FrameMeta("cam1", i, ts_ms=0, size_bytes=80_000)) for i in range(10)]
+>>> tiers = [ctl.decide(FrameMeta("cam1", i, ts_ms=0, size_bytes=80_000)).tier
+...          for i in range(10)]
 >>> tiers.count("cloud"), ctl.last_decision().reason   # warm-up share until data arrives
 (2, 'no link samples yet: warm-up share')
 """
@@ -45,7 +46,7 @@ from typing import Any
 import numpy as np
 from autosteer.offload.live import LiveState
 from autosteer.offload.optimize import Halfspace, pgd, project, uniform_interval, violation
-from autosteer.offload.policy import FrameMeta, Observation, Tier
+from autosteer.offload.policy import FrameMeta, Observation, Route, Tier
 from autosteer.offload.profiles import QualityLevel, SystemProfile, TierProfile
 from autosteer.offload.queueing import ModelInputs, OffloadModel, Prediction, drain_mean
 from autosteer.offload.slo import SloRule
@@ -114,7 +115,7 @@ class ControlConfig:
       accuracy); 0 = none. Dropped, and said so in the record, when no stable split meets it.
     - ``explore``: least share of frames the cloud sees, so the link estimate never goes
       stale; when the split sends fewer, edge frames are copied to the cloud (the edge
-      answers them; the copies only measure, see :func:`~autosteer.offload.policy.cloud_copy`).
+      answers them; the copies only measure, see :class:`~autosteer.offload.policy.Route`).
     - ``warmup_offload``: cloud share before the link has been measured.
     - ``slack``: frames the per-frame router may stray from the exact split to finish a
       frame sooner.
@@ -205,8 +206,6 @@ class OffloadController:
         self._last_cloud = -math.inf  # when the last cloud frame was sent
         self._probed = False  # that frame was a probe (probes go in pairs, not trains)
         self._explore_credit = 0.0  # grows by ``explore`` a frame; a cloud frame or copy spends 1
-        self.copy = False  # the frame just sent to the edge is also copied to the cloud
-        self.shed: str | None = None  # why the frame just decided is shed (None: sent)
         self._slo = SloRule(self._cfg.slo_ms, self._cfg.shed_budget)
         self._shed_n = 0  # frames shed since the previous control step
         self._last: ControlDecision | None = None
@@ -225,7 +224,7 @@ class OffloadController:
         return self._live
 
     # -- the OffloadPolicy seam ---------------------------------------------------------
-    def decide(self, frame: FrameMeta) -> Tier:
+    def decide(self, frame: FrameMeta) -> Route:
         now = self.clock()
         live, cfg = self._live, self._cfg
         live.arrive(frame, now)
@@ -239,14 +238,14 @@ class OffloadController:
                 log.exception("offload control step failed; keeping the previous split")
         cam = frame.camera
         size = frame.size_bytes or int(live.size(cam))
-        self.copy = False
-        self.shed = (self._slo.verdict(now - frame.ts_ms / 1000, live.soonest_s(size, now), now)
-                     if self._slo.can_shed else None)
+        copy = False
+        shed = (self._slo.verdict(now - frame.ts_ms / 1000, live.soonest_s(size, now), now)
+                if self._slo.can_shed else None)
         lv, wire, cloud_done = self._cloud_option(self._level, size, now)
         edge_done = live.completion_s("edge", size, now) + live.overhead_s("edge")
-        if self.shed is not None:  # hopeless: answered "shed"; no credit, queue or copy
+        if shed is not None:  # hopeless: answered "shed"; no credit, queue or copy
             self._shed_n += 1
-            return "edge" if edge_done <= cloud_done else "cloud"
+            return Route("edge" if edge_done <= cloud_done else "cloud", shed_reason=shed)
         if min(cloud_done, edge_done) > self._deadline_s:
             # a queue spiked (neither tier meets the deadline at the planned level): the
             # level finishing first among those the floor allows
@@ -275,7 +274,7 @@ class OffloadController:
         else:  # measure the cloud with a copy: a packet-pair probe, or the explore share
             probe = self._probe_due(size, now)
             if probe or self._explore_credit >= 1.0:
-                self.copy = True
+                copy = True
                 self._explore_credit = max(0.0, self._explore_credit - 1.0)
                 self._last_cloud, self._probed = now, probe
         self._credit = min(max(credit, -cfg.slack), 1.0 + cfg.slack)
@@ -283,9 +282,9 @@ class OffloadController:
                    else self.profile.cloud.accuracy * lv.accuracy, now)
         live.dispatch(frame if tier == "edge" else dataclasses.replace(frame, size_bytes=wire),
                       tier, now)
-        if self.copy:  # sent as captured
+        if copy:  # sent as captured
             live.dispatch(dataclasses.replace(frame, size_bytes=size), "cloud", now)
-        return tier
+        return Route("cloud", lv) if tier == "cloud" else Route("edge", copy=copy)
 
     def copied(self, frame: FrameMeta) -> None:
         """The router also sends ``frame`` (just sent to the edge) to the cloud, as

@@ -253,7 +253,12 @@ class LinkEstimator:
       when it did not. Pairs sent less than half their arrival gap apart queued; the
       median of ``size_i / gap`` over them. Before three such pairs, the same over pairs
       where i was sent before i-1 arrived (low if some did not queue); before those, the
-      lower bound ``size / transit`` (it takes all of the delay for wire time).
+      lower bound ``size / transit`` (it takes all of the delay for wire time). Never
+      below the median of that bound: where arrivals are seen only when a consumer
+      fetches them (a broker between the hosts), two queued frames arrive one fetch
+      apart, and their gap is the fetch cycle, not the wire (on the testbed: 0.15 MB/s
+      from pairs on a 6.25 MB/s link, whose frames' transits alone proved more than
+      1 MB/s for most of them).
     - delay: mean of each transit minus its wire time and FIFO wait, replayed on a
       virtual wire at the estimated bandwidth; jitter: their standard deviation.
     """
@@ -291,10 +296,11 @@ class LinkEstimator:
     def bandwidth_Bps(self) -> float:
         """Bytes per second (``math.inf`` before any sample)."""
         if self._bw is None:
+            floor = self._bound.quantile(0.5) if len(self._bound) else 0.0
             if len(self._pairs) >= 3:
-                self._bw = self._pairs.quantile(0.5)
+                self._bw = max(self._pairs.quantile(0.5), floor)
             elif len(self._loose) >= 3:
-                self._bw = self._loose.quantile(0.5)
+                self._bw = max(self._loose.quantile(0.5), floor)
             else:
                 self._bw = self._bound.quantile(1.0) if len(self._bound) else math.inf
         return self._bw

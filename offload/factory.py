@@ -3,7 +3,10 @@
 ``AUTOSTEER_OFFLOAD_POLICY`` picks one of :data:`POLICIES`; every policy is given the
 same :class:`SystemProfile`, built from ``AUTOSTEER_EDGE_FRAME_MS`` and
 ``AUTOSTEER_CLOUD_FRAME_MS`` (seconds per frame the operator measured or guessed; the
-model-based policies recalibrate from live telemetry).
+model-based policies recalibrate from live telemetry), and every one that estimates
+(ours and each baseline but the fixed ones) the same SLO and shed budget
+(``AUTOSTEER_SLO_MS``, ``AUTOSTEER_SHED_BUDGET``); a baseline with a deadline of its own
+(DeepDecision, FastVA) takes the SLO as its deadline.
 
 >>> from autosteer.settings import Settings
 >>> make_policy(Settings(offload_policy="fixed", edge_ratio=0.25))
@@ -19,6 +22,8 @@ True
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 from autosteer.offload.baselines import (
     CloudOnly,
@@ -33,9 +38,6 @@ from autosteer.offload.link import EmulatedLink
 from autosteer.offload.policy import FixedRatio, OffloadPolicy
 from autosteer.offload.profiles import FULL, QualityLevel, SystemProfile, TierProfile
 from autosteer.settings import Settings
-
-POLICIES = ("controller", "fixed", "edge-only", "cloud-only", "deepdecision", "fastva",
-            "hill-climbing", "jsec")
 
 
 def parse_levels(spec: str) -> tuple[QualityLevel, ...]:
@@ -75,35 +77,58 @@ def controller_config(s: Settings) -> ControlConfig:
     0.2
     >>> controller_config(Settings(edge_ratio=0.7)).warmup_offload
     0.3
+    >>> c = controller_config(Settings(slo_ms=150, shed_budget=0.1))
+    >>> c.slo_ms, c.shed_budget
+    (150.0, 0.1)
     """
-    cfg = ControlConfig(accuracy_floor=s.accuracy_floor, auto_tick=False)
+    cfg = ControlConfig(accuracy_floor=s.accuracy_floor, auto_tick=False, slo_ms=s.slo_ms,
+                        shed_budget=s.shed_budget)
     if s.edge_ratio is not None:
         share = round(max(cfg.explore, 1.0 - s.edge_ratio), 6)
         cfg = dataclasses.replace(cfg, warmup_offload=share)
     return cfg
 
 
+def _slo(s: Settings) -> dict[str, Any]:
+    """The SLO and shedding options, the same for ours and every baseline that estimates."""
+    return {"slo_ms": s.slo_ms, "shed_budget": s.shed_budget}
+
+
+def _deadline(s: Settings) -> dict[str, Any]:
+    """A baseline's per-frame deadline is the SLO when there is one (its own default else)."""
+    return {} if s.slo_ms is None else {"deadline_ms": s.slo_ms}
+
+
+Builder = Callable[[Settings], OffloadPolicy]
+
+#: Every policy by its ``AUTOSTEER_OFFLOAD_POLICY`` name (the settings' ``Literal`` lists
+#: the same names; tests/test_offload_policies.py checks they agree).
+POLICIES: dict[str, Builder] = {
+    "controller": lambda s: OffloadController(system_profile(s), controller_config(s)),
+    "fixed": lambda s: FixedRatio(0.5 if s.edge_ratio is None else s.edge_ratio),
+    "edge-only": lambda s: EdgeOnly(),
+    "cloud-only": lambda s: CloudOnly(),
+    "deepdecision": lambda s: DeepDecisionStyle(system_profile(s), accuracy_floor=s.accuracy_floor,
+                                                **_deadline(s), **_slo(s)),
+    "fastva": lambda s: FastVAStyle(system_profile(s), **_deadline(s), **_slo(s)),
+    "hill-climbing": lambda s: HillClimbing(system_profile(s), **_slo(s)),
+    "jsec": lambda s: ShortestCompletion(system_profile(s), **_slo(s)),
+}
+
+
 def make_policy(s: Settings) -> OffloadPolicy:
-    """The policy named by ``s.offload_policy``."""
-    name = s.offload_policy
-    if name == "fixed":
-        return FixedRatio(0.5 if s.edge_ratio is None else s.edge_ratio)
-    if name == "edge-only":
-        return EdgeOnly()
-    if name == "cloud-only":
-        return CloudOnly()
-    profile = system_profile(s)
-    if name == "controller":
-        return OffloadController(profile, controller_config(s))
-    if name == "deepdecision":
-        return DeepDecisionStyle(profile, accuracy_floor=s.accuracy_floor)
-    if name == "fastva":
-        return FastVAStyle(profile)
-    if name == "hill-climbing":
-        return HillClimbing(profile)
-    if name == "jsec":
-        return ShortestCompletion(profile)
-    raise ValueError(f"AUTOSTEER_OFFLOAD_POLICY={name!r}; choose from {', '.join(POLICIES)}")
+    """The policy named by ``s.offload_policy``, with the settings' profile, SLO and shed
+    budget.
+
+    >>> make_policy(Settings(offload_policy="jsec", slo_ms=150, shed_budget=0.1))
+    ShortestCompletion(slo_ms=150.0, shed_budget=0.1)
+    """
+    try:
+        build = POLICIES[s.offload_policy]
+    except KeyError:
+        raise ValueError(f"AUTOSTEER_OFFLOAD_POLICY={s.offload_policy!r}; choose from "
+                         f"{', '.join(POLICIES)}") from None
+    return build(s)
 
 
 def make_link(s: Settings) -> EmulatedLink | None:

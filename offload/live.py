@@ -65,6 +65,7 @@ class LiveState:
         self._pre = Ewma(alpha)  # capture -> routed (before any tier is chosen)
         self._hop = Window(256)  # routed -> received by the edge detector's worker
         self._hop_s: float | None = 0.0  # its low quantile (None: to recompute)
+        self._back: dict[Tier, Ewma] = {"edge": Ewma(alpha), "cloud": Ewma(alpha)}
         self._finished: dict[Tier, deque[float]] = {"edge": deque(), "cloud": deque()}
         self.slowdown: dict[Tier, Slowdown] = {"edge": Slowdown(), "cloud": Slowdown()}
         self._out: dict[Tier, OrderedDict[Key, tuple[float, int]]] = {
@@ -120,6 +121,8 @@ class LiveState:
         self.slowdown[obs.tier].update(self.finished(other, now_s), service)
         self._finished[obs.tier].append(now_s)
         self._pre.update((obs.ingest_ms + obs.route_ms) / 1000)
+        if obs.back_ms is not None:
+            self._back[obs.tier].update(obs.back_ms / 1000)
         if obs.tier == "edge":
             self._edge.update(min(service, 4 * self.edge_s))
             self._hop.update(obs.link_ms / 1000)
@@ -195,8 +198,21 @@ class LiveState:
 
     def overhead_s(self, tier: Tier) -> float:
         """Time on ``tier``'s path outside the queues: capture -> routed (ingest, the
-        router's own hop) and, on the edge, the hop to its detector."""
-        return self._pre.get(0.0) + (self.hop_s if tier == "edge" else 0.0)
+        router's own hop), on the edge the hop to its detector, and the result's way back
+        beyond what the queues model (:meth:`back_s`)."""
+        return (self._pre.get(0.0) + (self.hop_s if tier == "edge" else 0.0)
+                + self.back_s(tier))
+
+    def back_s(self, tier: Tier) -> float:
+        """The result's way back to the router as measured (``Observation.back_ms``)
+        beyond the link's one-way delay, which the cloud path already counts for it: all
+        of it on the edge, the excess on the cloud. 0 where it is not measured apart (the
+        simulator). On the testbed, with the broker on the cloud host, an edge result
+        crosses the link too."""
+        back = self._back[tier].value
+        if back is None:
+            return 0.0
+        return back if tier == "edge" else max(0.0, back - self.link.delay_s)
 
     def finished(self, tier: Tier, now_s: float) -> float:
         """Frames per second ``tier`` finished lately (seen back in the last
@@ -253,8 +269,8 @@ class LiveState:
         the profile's quality levels (encode, then the level's bytes on the wire). What
         :class:`~autosteer.offload.slo.SloRule` calls hopeless is judged on this, the same
         for every policy."""
-        edge = self.completion_s("edge", size_bytes, now_s) + self.hop_s
-        cloud = min(lv.encode_s + self.completion_s(
+        edge = self.completion_s("edge", size_bytes, now_s) + self.hop_s + self.back_s("edge")
+        cloud = self.back_s("cloud") + min(lv.encode_s + self.completion_s(
             "cloud", max(1, int(size_bytes * lv.bytes_ratio)), now_s)
             for lv in self.profile.levels)
         return min(edge, cloud)

@@ -2,26 +2,24 @@
 
 Every policy (the fixed split here, the queueing-model controller in ``controller.py``
 and the baselines in ``baselines.py``) implements :class:`OffloadPolicy`:
-``decide(frame)`` returns a tier and ``learn(observation)`` feeds back what happened. The
-router agent only calls these two, and reads three optional attributes right after
-``decide``: :func:`cloud_level` (the quality a cloud frame is sent at), :func:`cloud_copy`
-(an edge frame the policy also wants on the cloud, to measure it) and
-:func:`shed_reason` (the policy answers the frame ``status: "shed"`` instead: no tier could
-meet its SLO). :func:`route_of` calls ``decide`` and reads all three into one
-:class:`Route`.
+``decide(frame)`` returns a :class:`Route` (the tier, the quality a cloud frame is sent
+at, whether an edge frame is also copied to the cloud, and why the frame is shed, if it
+is) and ``learn(observation)`` feeds back what happened. The router calls ``decide``
+once per frame and reads nothing else off the policy. A policy that counts the router's
+own copies of edge frames (agreement shadows) is :class:`CountsCopies`:
+:func:`count_copy` tells it.
 
 :class:`FixedRatio` realises a target edge share with a deficit counter, so the split is
 smooth and exact over any window rather than a coin flip:
 
 >>> p = FixedRatio(0.25)
->>> "".join(p.decide(FrameMeta("cam1", i, 0))[0] for i in range(8))
+>>> "".join(p.decide(FrameMeta("cam1", i, 0)).tier[0] for i in range(8))
 'ccceccce'
 """
-
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from autosteer.offload.profiles import FULL, QualityLevel
 
@@ -48,7 +46,11 @@ class Observation:
     the router's hand-over to the detector's worker receiving the frame: for a cloud
     frame the edge -> cloud link, for an edge frame the hop to the edge detector (plus any
     backlog held before its worker); 0 when not measured. ``queue_ms`` runs from there
-    until the detector takes the frame."""
+    until the detector takes the frame. ``back_ms``: the result's way back from the
+    detector to the router (an emulated link's return leg plus the hop on which the
+    router reads it), measured by the router and included in ``total_ms``; None where it
+    is not measured apart (the simulator: its ``total_ms`` already runs to the result
+    back)."""
 
     camera: str
     tier: Tier
@@ -64,101 +66,83 @@ class Observation:
     model_id: str = ""
     n_boxes: int = 0
     link_ms: float = 0.0
-    copy: bool = False  # the cloud's answer on a copy of an edge frame (see cloud_copy)
-
-
-class OffloadPolicy(Protocol):
-    def decide(self, frame: FrameMeta) -> Tier: ...
-
-    def learn(self, obs: Observation) -> None: ...
+    copy: bool = False  # the cloud's answer on a copy of an edge frame (Route.copy)
+    back_ms: float | None = None  # the result's way back to the router, in total_ms; None:
+    #                               not measured apart (total_ms is then taken as back)
 
 
 @dataclass(frozen=True)
 class Route:
-    """What the router does with one frame, as :func:`route_of` reads it off a policy.
+    """What the router does with one frame: what :meth:`OffloadPolicy.decide` returns.
 
     ``tier``: where it goes (for a shed frame, where it would have gone). ``level``: the
     quality a cloud frame is re-encoded at (``FULL`` on the edge). ``copy``: an edge frame
-    the policy also wants on the cloud, as captured. ``shed_reason``: not None when the
-    policy answers the frame ``status: "shed"`` instead of sending it anywhere (nothing is
-    sent, not even a copy); the reason says why, for the record."""
+    the policy also wants on the cloud, as captured: the edge's result is the answer; the
+    copy (over the same link) only measures the link and the cloud, and its result comes
+    back to ``learn`` as an ``Observation`` with ``copy=True``. ``shed_reason``: not None
+    when the policy answers the frame ``status: "shed"`` instead of sending it anywhere
+    (nothing is sent, not even a copy): no tier could meet its SLO; the reason says why,
+    for the record, and the frame counts as an SLO miss.
+
+    >>> Route("cloud").level.name, Route("edge", copy=True).copy
+    ('full', True)
+    >>> Route("cloud", copy=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: Route: only an edge frame is copied to the cloud; got a cloud frame with copy=True
+    """
 
     tier: Tier
     level: QualityLevel = FULL
     copy: bool = False
     shed_reason: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.copy and self.tier != "edge":
+            raise ValueError("Route: only an edge frame is copied to the cloud; got a cloud "
+                             "frame with copy=True")
+        if self.copy and self.shed_reason is not None:
+            raise ValueError("Route: a shed frame is sent nowhere, not even as a copy; got "
+                             "copy=True")
+        if self.tier == "edge" and not self.level.is_full:
+            raise ValueError(f"Route: an edge frame is detected as captured; got level "
+                             f"{self.level.name!r} on the edge")
+
     @property
     def shed(self) -> bool:
         return self.shed_reason is not None
 
 
-def route_of(policy: OffloadPolicy, frame: FrameMeta) -> Route:
-    """``policy.decide(frame)`` and the optional attributes read right after it, as one
-    :class:`Route` (the router's one call per frame).
-
-    >>> r = route_of(FixedRatio(0.0), FrameMeta("cam1", 0, 0))
-    >>> r.tier, r.level.name, r.copy, r.shed
-    ('cloud', 'full', False, False)
-    """
-    tier = policy.decide(frame)
-    reason = shed_reason(policy)
-    if reason is not None:
-        return Route(tier, FULL, False, reason)
-    if tier == "cloud":
-        return Route(tier, cloud_level(policy))
-    return Route(tier, FULL, cloud_copy(policy))
+EDGE = Route("edge")
+CLOUD = Route("cloud")
 
 
-def shed_reason(policy: object) -> str | None:
-    """Why ``policy`` sheds the frame it just decided (its ``shed`` attribute: a non-empty
-    string), or None: it is sent to its tier. A shed frame is answered at once with
-    ``status: "shed"`` and no boxes, and it counts as an SLO miss. None for policies
-    without the attribute.
+class OffloadPolicy(Protocol):
+    def decide(self, frame: FrameMeta) -> Route: ...
 
-    >>> shed_reason(FixedRatio(0.5)) is None
-    True
-    """
-    reason = getattr(policy, "shed", None)
-    return reason if isinstance(reason, str) and reason else None
+    def learn(self, obs: Observation) -> None: ...
 
 
-def cloud_level(policy: object) -> QualityLevel:
-    """The quality level ``policy`` chose for the frame it just sent to the cloud
-    (:data:`~autosteer.offload.profiles.FULL` for policies without the knob).
+@runtime_checkable
+class CountsCopies(Protocol):
+    """A policy that plans for the router's own copies of edge frames (agreement shadows)
+    too: ``copied(frame)`` is called right after ``decide`` sent ``frame`` to the edge."""
 
-    >>> cloud_level(FixedRatio(0.5)).name
-    'full'
-    """
-    level = getattr(policy, "level", None)
-    return level if isinstance(level, QualityLevel) else FULL
+    def copied(self, frame: FrameMeta) -> None: ...
 
 
-def cloud_copy(policy: object) -> bool:
-    """Whether ``policy`` wants a copy of the frame it just sent to the edge on the cloud
-    too: the edge's result is the answer; the copy (sent as captured, over the same link)
-    only measures the link and the cloud. Its result comes back to ``learn`` as an
-    ``Observation`` with ``copy=True``. False for policies without the attribute.
-
-    >>> cloud_copy(FixedRatio(0.5))
-    False
-    """
-    return getattr(policy, "copy", False) is True
-
-
-def count_copy(policy: object, frame: FrameMeta) -> bool:
+def count_copy(policy: OffloadPolicy, frame: FrameMeta) -> bool:
     """The router copies ``frame``, which ``policy`` just sent to the edge, to the cloud
-    for its own reasons (an agreement shadow): tell a policy that keeps count (a
-    ``copied(frame)`` method), so it plans for the copy's load on the link and the cloud
+    for its own reasons (an agreement shadow): tell a policy that keeps count
+    (:class:`CountsCopies`), so it plans for the copy's load on the link and the cloud
     and learns from its answer (an ``Observation`` with ``copy=True``). True if it does.
 
     >>> count_copy(FixedRatio(0.5), FrameMeta("cam1", 0, 0, 80_000))
     False
     """
-    copied = getattr(policy, "copied", None)
-    if not callable(copied):
+    if not isinstance(policy, CountsCopies):
         return False
-    copied(frame)
+    policy.copied(frame)
     return True
 
 
@@ -174,12 +158,12 @@ class FixedRatio:
     def __repr__(self) -> str:
         return f"FixedRatio(edge_ratio={self.edge_ratio})"
 
-    def decide(self, frame: FrameMeta) -> Tier:
+    def decide(self, frame: FrameMeta) -> Route:
         self._credit += self.edge_ratio
         if self._credit >= 1.0 - 1e-9:
             self._credit -= 1.0
-            return "edge"
-        return "cloud"
+            return EDGE
+        return CLOUD
 
     def learn(self, obs: Observation) -> None:
         """A fixed split learns nothing."""

@@ -9,7 +9,7 @@
    frames of the sample video (Conv only, per channel, MinMax).
 4. Write ``<model_dir>/<name>/model.onnx`` plus ``manifest.json`` (sha256, source
    package and file, upstream license, input layout, labels).
-5. Calibrate the runtimes (:func:`autosteer.processors.runtime.calibrate`): time ONNX
+5. Calibrate the runtimes (:func:`autosteer.processors.calibrate.calibrate`): time ONNX
    Runtime and OpenVINO on real frames, check their boxes agree, and record the fastest
    in the manifest's ``runtimes``; ``AUTOSTEER_PROVIDERS=auto`` loads the model on it.
    Measured again when the model file or the machine changes.
@@ -28,6 +28,7 @@ import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from autosteer.errors import ModelError
@@ -129,9 +130,24 @@ def calibration_frames(video: Path, count: int = 24, offset: int = 0) -> list[np
     return frames
 
 
+# How the INT8 models are quantized: what the manifests record, and what a prepared INT8
+# model must have been made with to be kept (an older recipe is quantized again).
+INT8_RECIPE: dict[str, Any] = {"method": "MinMax", "ops": ["Conv"], "per_channel": True,
+                               "weight_bits": 7}
+
+
 def quantize_int8(fp32: Path, out: Path, frames: list[np.ndarray], fp32_head: int = 0,
                   pre_cache: Path | None = None) -> None:
     """Static INT8 QDQ (Conv only, per-channel weights), MinMax-calibrated on ``frames``.
+
+    Weights use 7 of their 8 bits (``reduce_range``, :data:`INT8_RECIPE`). x86 CPUs
+    without VNNI (AVX2 and AVX-512 alone) multiply uint8 activations by int8 weights with
+    VPMADDUBSW, which adds pairs of products into a saturating int16: with full-range
+    weights a bright frame overflows it, and the same model file finds fewer boxes on one
+    CPU than on the next. Seen on a 2-core AVX2 VM: ONNX Runtime's integer kernels found
+    35 of the 60 boxes (8 vtest frames, score >= 0.5) that the model's own QDQ graph gives
+    when run op by op in float; with 7-bit weights, 58 of 59. Weights within [-64, 63]
+    cannot overflow it, so the model computes the same on every CPU.
 
     ``pre_cache``: where to keep ONNX Runtime's pre-processed copy of ``fp32`` (shape
     inference and graph clean-up, the same for every calibration: ~2.5 s saved each
@@ -173,9 +189,10 @@ def quantize_int8(fp32: Path, out: Path, frames: list[np.ndarray], fp32_head: in
     tmp = out.with_suffix(".tmp.onnx")
     quantize_static(
         str(pre), str(tmp), Frames(), quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["Conv"], per_channel=True,
+        op_types_to_quantize=list(INT8_RECIPE["ops"]), per_channel=INT8_RECIPE["per_channel"],
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=head,
+        calibrate_method=CalibrationMethod[INT8_RECIPE["method"]], nodes_to_exclude=head,
+        reduce_range=INT8_RECIPE["weight_bits"] == 7,
     )
     if pre_cache is None:
         pre.unlink(missing_ok=True)
@@ -199,19 +216,26 @@ def _write_manifest(folder: Path, name: str, precision: str, source: tuple[Path,
     return man
 
 
-def _ready(folder: Path) -> bool:
+def _ready(folder: Path, recipe: dict[str, Any] | None = None) -> bool:
+    """Whether ``folder`` holds its manifest's model file; with ``recipe``, also whether
+    the manifest's ``calibration`` records that quantization recipe."""
     try:
         man = Manifest.load(folder)
     except ModelError:
         return False
     model = folder / man.file
+    if recipe is not None:
+        calibration = (man.model_extra or {}).get("calibration") or {}
+        if any(calibration.get(k) != v for k, v in recipe.items()):
+            return False
     return model.exists() and sha256_file(model) == man.sha256
 
 
 def calibrate_runtimes(folders: list[Path], video: Path, threads: int = 0) -> None:
     """Record the fastest agreeing runtime in each folder's manifest, unless a calibration
     for this machine and this model file is there already."""
-    from autosteer.processors.runtime import calibrate, calibrated
+    from autosteer.processors.calibrate import calibrate
+    from autosteer.processors.runtime import calibrated
 
     todo = [f for f in folders if not calibrated(f)]
     if not todo:
@@ -237,14 +261,14 @@ def prepare_models(model_dir: Path, video: Path, *, cache: Path | None = None,
         _write_manifest(fp32_dir, FP32, "fp32", source, SSD_PACKAGE, license_,
                         tier_hint="cloud")
     done.append(fp32_dir)
-    if not _ready(int8_dir):
+    if not _ready(int8_dir, INT8_RECIPE):
         frames = calibration_frames(video, 24)
         quantize_int8(fp32_dir / "model.onnx", int8_dir / "model.onnx", frames)
         parent = Manifest.load(fp32_dir)
         _write_manifest(int8_dir, INT8, "int8-qdq-static", source, SSD_PACKAGE, license_,
                         parent=f"{parent.name}@{parent.version}", tier_hint="edge",
                         calibration={"video": video.name, "frames": len(frames),
-                                     "method": "MinMax", "ops": ["Conv"], "per_channel": True})
+                                     **INT8_RECIPE})
     done.append(int8_dir)
     if person:
         pdir = model_dir / PERSON

@@ -27,7 +27,7 @@ from typing import Any
 from autosteer.errors import ModelError
 from autosteer.processors.detector import load_detector
 from autosteer.processors.manifest import Manifest
-from autosteer.processors.prepare import FP32, INT8
+from autosteer.processors.prepare import FP32, INT8, INT8_RECIPE
 from autosteer.retrain.calibrate import GRID, calibrate_threshold, evaluate, requantize
 from autosteer.retrain.records import ModelUpdate, RetrainRequest
 from autosteer.retrain.registry import ModelRegistry
@@ -166,8 +166,8 @@ class Retrainer:
             fields = manifest.model_dump()
             if chosen is not serving:
                 fields.update(precision="int8-qdq-static", calibration={
-                    "frames": n, "camera": request.camera, "method": "MinMax", "ops": ["Conv"],
-                    "per_channel": True, "fp32_head": self.fp32_head,
+                    "frames": n, "camera": request.camera, **INT8_RECIPE,
+                    "fp32_head": self.fp32_head,
                     "source": "teacher-labelled shadow frames"})
             entry = self.registry.publish(
                 chosen.folder / chosen.manifest.file, fields,

@@ -26,10 +26,11 @@ warning application.operators[1]: operator 'detect' is in no flow (line 6)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
-from autosteer.spec.errors import Problem, Severity, did_you_mean
+from autosteer.spec.errors import Problem, did_you_mean
+from autosteer.spec.feasibility import check_feasibility
+from autosteer.spec.findings import Findings
 from autosteer.spec.graph import AppGraph
 from autosteer.spec.model import Spec
 
@@ -37,36 +38,10 @@ _ARITY = {"pipe": ("exactly one", "exactly one"), "distribute": ("exactly one", 
           "reduce": ("at least two", "exactly one")}
 
 
-class Findings:
-    """The problems found so far, located in the spec's YAML."""
-
-    def __init__(self, spec: Spec) -> None:
-        self.spec = spec
-        self.problems: list[Problem] = []
-
-    def add(self, path: str, message: str, severity: Severity = "error") -> None:
-        self.problems.append(Problem(path, message, self.line(path), severity))
-
-    def line(self, path: str) -> int | None:
-        while path:
-            found = self.spec.line(path)
-            if found is not None:
-                return found
-            path = re.sub(r"(\[\d+\]|\.[^.\[]+|^[^.\[]+)$", "", path)
-        return None
-
-    def member(self, path: str, index: int, count: int) -> str:
-        """``path[index]`` when the YAML wrote a list there, else ``path``."""
-        listed = self.spec.line(f"{path}[{index}]") is not None
-        return f"{path}[{index}]" if listed or (count > 1 and not self.spec.line(path)) else path
-
-
 def validate(spec: Spec) -> list[Problem]:
     """All semantic problems of ``spec``, errors first, each with its YAML path and line.
 
     An empty list (or warnings only) means :func:`autosteer.spec.plan` can run."""
-    from autosteer.spec.feasibility import check_feasibility
-
     found = Findings(spec)
     check_names(found)
     check_operators(found)

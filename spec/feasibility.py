@@ -12,8 +12,8 @@ node or requirement at fault and the numbers that do not add up.
 
 from __future__ import annotations
 
-from autosteer.spec.checks import Findings
 from autosteer.spec.compat import misfit_operator
+from autosteer.spec.findings import Findings
 from autosteer.spec.graph import AppGraph, input_rates
 from autosteer.spec.placement import Instance, build_instance
 

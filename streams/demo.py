@@ -24,6 +24,8 @@ import numpy as np
 from autosteer.infra.stack import LocalStack
 from autosteer.infra.worker import WorkerProcess
 from autosteer.settings import Settings
+from autosteer.streams.sql import database_of, format_rows, run_sql
+from autosteer.streams.supervise import poll_until
 from autosteer.topics.names import TopicNames
 from autosteer.topics.records import CameraCommand, Detection, now_ms
 from confluent_kafka import Consumer, Producer
@@ -53,10 +55,11 @@ def run_demo(settings: Settings, *, seconds: float = 60.0, cameras: int = 1,
                                     "node": f"demo-{run_id}",
                                     **(DRIFT_DEMO if drift else {})})
     stack = LocalStack.from_settings(s)
+    s = stack.topic_settings(s)  # every client on the stack's broker (all Kafka nodes)
     started = [name for name, running in (("broker", stack.broker.running()),
                                           ("clickhouse", stack.clickhouse.running()),
                                           ("rtsp", stack.rtsp.running())) if not running]
-    click.echo("== starting local infrastructure (tansu, ClickHouse, RTSP camera)")
+    click.echo(f"== starting local infrastructure ({s.broker}, ClickHouse, RTSP camera)")
     stack.up(s)
     for name, where, state in stack.status():
         click.echo(f"   {name:16} {where:48} {state}")
@@ -96,30 +99,35 @@ def _stream(s: Settings, stack: LocalStack, seconds: float, cameras: int) -> Non
     last_print = t0
     window: list[tuple[float, Detection]] = []
     stop_at = t0 + seconds
-    stopping = False
-    while True:
+    drain_until: float | None = None  # set when the cameras are told to stop
+
+    def tick() -> None:  # after every poll: stop the cameras when due, the progress line
+        nonlocal drain_until, last_print, window
         now = time.monotonic()
-        if now >= stop_at and not stopping:
+        if now >= stop_at and drain_until is None:
             for cam in cams:
                 prod.produce(names.cameras, key=cam.encode(),
                              value=CameraCommand(action="stop", camera=cam).dumps())
             prod.flush(10)
-            stopping, drain_until = True, now + 5.0
-        if stopping and now >= drain_until:
-            break
-        msg = consumer.poll(0.2)
-        if msg is not None and msg.error() is None:
-            d = Detection.parse(msg.value())
-            if (d.camera, d.seq) not in seen:  # results are at-least-once: dedupe by key
-                seen.add((d.camera, d.seq))
-                dets.append(d)
-                window.append((now, d))
+            drain_until = now + 5.0
         if now - last_print >= 1.0:
             last_print = now
             window = [(t, d) for t, d in window if now - t <= 5.0]
             _progress(window, now - t0)
+
+    def take(msg: Any) -> None:
+        d = Detection.parse(msg.value())
+        if (d.camera, d.seq) not in seen:  # results are at-least-once: dedupe by key
+            seen.add((d.camera, d.seq))
+            dets.append(d)
+            window.append((time.monotonic(), d))
+
+    try:
+        poll_until(consumer, take, lambda: drain_until is not None
+                   and time.monotonic() >= drain_until, timeout_s=0.2, each=tick)
+    finally:
+        consumer.close()
     click.echo()
-    consumer.close()
     _summary(s, dets, t_start)
 
 
@@ -172,8 +180,6 @@ def _progress(window: list[tuple[float, Detection]], elapsed: float) -> None:
 
 
 def _summary(s: Settings, dets: list[Detection], t_start: int) -> None:
-    from autosteer.streams.cli import print_rows, run_sql
-
     click.echo("== summary")
     if not dets:
         click.echo("   no detections arrived; see the worker log above")
@@ -195,12 +201,12 @@ def _summary(s: Settings, dets: list[Detection], t_start: int) -> None:
                    f"{counts or 'nothing'}")
     click.echo(f"== waiting {s.window_s + 2}s for the last telemetry window to close")
     time.sleep(s.window_s + 2.0)  # the last window closes 1 s after it ends; then the sink
-    database = s.clickhouse_url.rsplit("/", 1)[-1] if s.store == "server" else "autosteer"
-    query = P95_SQL.format(db=database, since=t_start - s.window_s * 1000, node=s.node)
+    query = P95_SQL.format(db=database_of(s), since=t_start - s.window_s * 1000, node=s.node)
     click.echo("== SQL over telemetry sketches in ClickHouse (p50/p95/p99 merged from windows):")
     click.echo("   " + query.replace("\n", "\n   "))
     cols, rows = _retry_sql(lambda: run_sql(s, query))
-    print_rows(cols, rows)
+    for line in format_rows(cols, rows):
+        click.echo(line)
 
 
 def _retry_sql(fn: Any, tries: int = 5) -> Any:

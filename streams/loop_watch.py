@@ -14,9 +14,11 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from autosteer.retrain.records import ModelUpdate, RetrainRequest
 from autosteer.settings import Settings
+from autosteer.streams.supervise import poll_until
 from autosteer.topics.names import TopicNames
 from autosteer.topics.records import Detection, QualityRecord
 from confluent_kafka import Consumer
@@ -73,8 +75,10 @@ class LoopWatch:
     def poll(self, timeout_s: float = 0.2) -> str | None:
         """Read one message; return a line worth printing (a loop event), else None."""
         m = self._consumer.poll(timeout_s)
-        if m is None or m.error():
-            return None
+        return None if m is None or m.error() else self.take(m)
+
+    def take(self, m: Any) -> str | None:
+        """Keep what message ``m`` says; return a line worth printing (a loop event)."""
         now, topic = self.now(), m.topic()
         if topic == self.names.quality:
             self.quality.append((now, QualityRecord.parse(m.value())))
@@ -104,23 +108,31 @@ class LoopWatch:
         the loop's events (and, every ``progress_s`` if > 0, the last 10 s's agreement);
         return ``settle_s`` after a promotion, or ``night_max_s`` after the drift."""
         last = 0.0
-        while True:
+
+        def done() -> bool:
+            now = self.now()
+            return self.drift_at is not None and (now - self.drift_at > night_max_s or (
+                self.promoted_at is not None and now - self.promoted_at > settle_s))
+
+        def tick() -> None:  # after every poll: the drift when it is due, the progress
+            nonlocal last
             now = self.now()
             if self.drift_at is None and now >= day_s:
                 night()
                 self.mark("night falls")
                 echo(f"t={now:.0f}s night falls (contrast x0.12)")
-            if self.drift_at is not None and (now - self.drift_at > night_max_s or (
-                    self.promoted_at is not None and now - self.promoted_at > settle_s)):
-                return
-            line = self.poll(0.2)
-            if line:
-                echo(line)
             if progress_s > 0 and now - last >= progress_s:
                 last = now
                 a = self.agreement(now - 10.0)
                 echo(f"t={now:.0f}s edge/cloud agreement (last 10 s): "
                      f"{'-' if a is None else f'{a:.3f}'}  frames {len(self.seen)}")
+
+        def handle(m: Any) -> None:
+            line = self.take(m)
+            if line:
+                echo(line)
+
+        poll_until(self._consumer, handle, done, timeout_s=0.2, each=tick)
 
     def agreement(self, since_s: float, until_s: float | None = None) -> float | None:
         """Mean agreement of the pairs seen in ``[since_s, until_s)``."""

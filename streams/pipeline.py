@@ -9,6 +9,7 @@ exception) becomes that message's :class:`Rejected`, with the error's type.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -16,15 +17,7 @@ from typing import TypeVar
 
 import numpy as np
 from autosteer.errors import AutosteerError, DecodeError, RecordError
-from autosteer.offload.policy import (
-    FrameMeta,
-    Observation,
-    OffloadPolicy,
-    Tier,
-    cloud_copy,
-    cloud_level,
-    count_copy,
-)
+from autosteer.offload.policy import FrameMeta, Observation, OffloadPolicy, Tier, count_copy
 from autosteer.processors.decode import DEFAULT_LIMITS, DecodeLimits, decode_jpeg
 from autosteer.processors.detector import Detector
 from autosteer.processors.reencode import reencode
@@ -78,20 +71,35 @@ class Routed:
     payload: bytes | None = None  # the record re-encoded at the policy's quality level
     copy: bool = False  # an edge frame also on the cloud that the policy counts (and learns from)
     shadow: bool = False  # an edge frame also sent to the cloud, as captured (copy or agreement)
+    shed_reason: str | None = None  # answered status "shed" instead (sent nowhere): why
 
     @property
     def value(self) -> bytes | None:
         """The bytes to produce to the tier topic (re-encoded for the cloud, or as read)."""
         return self.item.value if self.payload is None else self.payload
 
+    def shed_detection(self, node: str, now: int) -> Detection:
+        """The router's ``status: "shed"`` result for this shed frame (no boxes, no model;
+        ``tier``: where it would have gone; latency: its age)."""
+        if self.shed_reason is None:
+            raise ValueError(f"Routed.shed_detection: {self.frame.camera}:{self.frame.seq} "
+                             f"was routed to {self.tier}, not shed")
+        f, produced = self.frame, self.item.produced_ms or self.frame.ts_ms
+        lat = Latency(ingest_ms=max(0, produced - f.ts_ms), route_ms=max(0, now - produced),
+                      queue_ms=0, decode_ms=0, infer_ms=0, total_ms=max(0, now - f.ts_ms))
+        return Detection(camera=f.camera, seq=f.seq, ts_ms=f.ts_ms, tier=self.tier, node=node,
+                         model_id="", model_version="", width=f.width or 0,
+                         height=f.height or 0, boxes=[], status="shed",
+                         reason=self.shed_reason, latency=lat)
+
 
 def route(items: Sequence[Incoming], policy: OffloadPolicy,
           shadow_due: Callable[[str], bool] | None = None) -> tuple[list[Routed], list[Rejected]]:
-    """Validate each frame and let ``policy`` pick its tier; a frame for the cloud is
-    re-encoded at the quality level the policy chose for it (:func:`cloud_level`). An edge
-    frame is also shadowed to the cloud when the policy wants a copy (:func:`cloud_copy`)
-    or ``shadow_due(camera)`` says an agreement sample is due; the policy is told of the
-    latter right away (:func:`count_copy`), before it decides the next frame."""
+    """Validate each frame and let ``policy`` decide its route (one ``decide`` per frame):
+    a cloud frame is re-encoded at the route's level; a shed one goes nowhere. An edge
+    frame is also shadowed to the cloud for a copy the route asks for, or when
+    ``shadow_due(camera)`` says an agreement sample is due (the policy is told at once,
+    :func:`~autosteer.offload.policy.count_copy`, before it decides the next frame)."""
     routed, rejected = [], []
     for it in items:
         try:
@@ -112,17 +120,19 @@ def route(items: Sequence[Incoming], policy: OffloadPolicy,
 def _route_one(it: Incoming, frame: FrameRecord, policy: OffloadPolicy,
                shadow_due: Callable[[str], bool] | None) -> Routed:
     meta = FrameMeta(frame.camera, frame.seq, frame.ts_ms, len(it.value or b""))
-    tier = policy.decide(meta)
+    r = policy.decide(meta)
+    if r.shed_reason is not None:
+        return Routed(it, r.tier, frame, shed_reason=r.shed_reason)
     copy = shadow = False
-    if tier == "edge":
-        copy = cloud_copy(policy)
+    if r.tier == "edge":
+        copy = r.copy
         due = shadow_due is not None and shadow_due(frame.camera)
         shadow = copy or due
         if due and not copy:
             copy = count_copy(policy, meta)
     payload = None
-    level = cloud_level(policy) if tier == "cloud" else None
-    if level is not None and not level.is_full:
+    if r.tier == "cloud" and not r.level.is_full:
+        level = r.level
         try:
             jpeg = reencode(frame.jpeg, scale=level.scale, quality=level.jpeg_quality)
             size = {k: round(v * level.scale) for k, v in
@@ -131,7 +141,7 @@ def _route_one(it: Incoming, frame: FrameRecord, policy: OffloadPolicy,
             payload = frame.dumps()
         except DecodeError:
             pass  # not an image: the cloud detector rejects it to the dead letters
-    return Routed(it, tier, frame, payload, copy=copy, shadow=shadow)
+    return Routed(it, r.tier, frame, payload, copy=copy, shadow=shadow)
 
 
 @dataclass(frozen=True)
@@ -259,6 +269,7 @@ class DetectStage:
                 camera=frame.camera, seq=frame.seq, ts_ms=frame.ts_ms, tier=self.tier,
                 node=self.node, model_id=detector.model_id, model_version=detector.version,
                 width=frame.width or 0, height=frame.height or 0, boxes=[], status="shed",
+                reason=f"waited {age:.0f} ms > AUTOSTEER_MAX_FRAME_AGE_MS {self.max_age_ms}",
                 latency=Latency(ingest_ms=0, route_ms=0, queue_ms=age, decode_ms=0,
                                 infer_ms=0, total_ms=age)))
         return out
@@ -354,13 +365,23 @@ def parse_valid(values: Iterable[bytes | None], record: type[R]) -> list[R]:
     return out
 
 
-def observations(detections: Iterable[Detection]) -> list[Observation]:
-    """Detections -> what the offload policy learns from (shed frames say nothing)."""
+def observations(detections: Iterable[Detection],
+                 received_ms: Iterable[int] | None = None) -> list[Observation]:
+    """Detections -> what the offload policy learns from (shed frames say nothing).
+
+    ``received_ms``: when the router read each back (0: unknown); the way back from the
+    detector is then in ``total_ms`` and, with any emulated return, in ``back_ms``."""
     out = []
-    for d in detections:
+    got = itertools.repeat(0) if received_ms is None else received_ms
+    for d, received in zip(detections, got, strict=False):  # got may be endless
         if d.status != "ok":  # a shed frame says nothing about service times
             continue
-        out.append(_observation(d, d.tier, d.latency))
+        obs = _observation(d, d.tier, d.latency)
+        if received > 0:
+            hop = float(max(0, received - (d.ts_ms + round(d.latency.total_ms))))
+            obs = dataclasses.replace(obs, total_ms=obs.total_ms + hop,
+                                      back_ms=d.latency.return_ms + hop)
+        out.append(obs)
     return out
 
 

@@ -257,12 +257,7 @@ class SupervisedThread(threading.Thread):
         """Poll a confluent-kafka ``consumer`` until halted, handing each message to
         ``handle`` (a poll is progress); the consumer is closed at the end."""
         try:
-            while not self.halt.is_set():
-                m = consumer.poll(0.5)
-                self.progress()
-                if m is None or m.error():
-                    continue
-                handle(m)
+            poll_until(consumer, handle, self.halt.is_set, each=self.progress)
         finally:
             consumer.close()
 
@@ -283,6 +278,22 @@ class SupervisedThread(threading.Thread):
                 delay = min(MAX_BACKOFF_S, delay * 2)
                 if self.health is not None:
                     self.health.restarted(self.name)
+
+
+def poll_until(consumer: Any, handle: Callable[[Any], None], stop: Callable[[], bool], *,
+               timeout_s: float = 0.5, each: Callable[[], None] | None = None) -> None:
+    """The one confluent-kafka poll loop: until ``stop()``, poll ``consumer`` (waiting at
+    most ``timeout_s``), call ``each()`` after every poll (progress, a clock, a check
+    that may raise), and hand each message that is not an error to ``handle``. Closing
+    the consumer is the caller's (:meth:`SupervisedThread.consume` closes it).
+    """
+    while not stop():
+        m = consumer.poll(timeout_s)
+        if each is not None:
+            each()
+        if m is None or m.error():
+            continue
+        handle(m)
 
 
 def _buffered(stream: Any) -> int:

@@ -5,16 +5,20 @@ runtime the roles register on (:mod:`.runtime`), then builds each role with expl
 dependencies (:mod:`.roles`). It holds no pipeline state itself; the web layer sees it
 through a read-only :class:`WorkerView`.
 
-Processing is at-least-once on tansu (it cannot run Faust's exactly-once). Results carry
-an idempotent key ``camera:seq``. Sends are not awaited one by one: a detector holds a
-reference on each message until its results are in the producer, and Faust flushes the
-producer before it commits offsets. Malformed messages go to the dead-letter topic, and
-nothing escapes an agent (:mod:`.supervise`).
+Delivery (:func:`~.kafka.probe_delivery`, at start): on a broker with transactions
+(Kafka) each detector reads its tier topic with its own consumer and commits every
+batch's results together with its input offsets in one transaction (exactly-once for
+read_committed readers of detections). Elsewhere (tansu) processing is at-least-once and
+results carry an idempotent key ``camera:seq``: a detector holds a reference on each
+message until its results are in the producer, and Faust flushes the producer before it
+commits offsets. Malformed messages go to the dead-letter topic, and nothing escapes an
+agent (:mod:`.supervise`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections import deque
@@ -30,6 +34,13 @@ from autosteer.processors.ingest import CameraIngest
 from autosteer.settings import Settings
 from autosteer.streams.bus import FaustBus
 from autosteer.streams.faust_app import make_app
+from autosteer.streams.kafka import (
+    NOT_PROBED,
+    BrokerLag,
+    Delivery,
+    TransactionalStream,
+    probe_delivery,
+)
 from autosteer.streams.roles import ROLES
 from autosteer.streams.roles.control import ActionFollower, ControlPlane
 from autosteer.streams.roles.detector import DetectorRole, Faults
@@ -65,6 +76,9 @@ class WorkerView:
     cameras: Callable[[], Mapping[str, CameraIngest]]
     nodes: Callable[[], Mapping[str, tuple[float, NodeRecord]]]
     store: Callable[[], TelemetryStore]
+    delivery: Delivery  # the guarantee in force, and why
+    broker_lag: Callable[[], Mapping[tuple[str, str], int]]  # (topic, group) -> lag; {} on tansu
+    offload_ratio: Callable[[], float]  # the router's cloud share since start (NaN: none)
 
 
 class Worker:
@@ -72,13 +86,19 @@ class Worker:
 
     def __init__(self, settings: Settings, *, policy: OffloadPolicy | None = None,
                  detectors: dict[str, Detector] | None = None,
-                 store: TelemetryStore | None = None) -> None:
+                 store: TelemetryStore | None = None, delivery: Delivery = NOT_PROBED) -> None:
         self.settings = s = settings
+        kafka = delivery.exactly_once  # a broker with transactions and real watermarks
         self.roles = frozenset(settings.role_set())
         unknown = self.roles - set(ROLES)
         if unknown:
             raise ValueError(f"AUTOSTEER_ROLES has unknown role(s) {sorted(unknown)}; "
                              f"choose from {', '.join(ROLES)}")
+        if kafka and not self.roles & set(TIERS):
+            delivery = Delivery("at-least-once", "no detector here: the router's hop is a "
+                                "Faust agent, at-least-once (detectors on this broker commit "
+                                "their results in transactions)")
+        self.delivery = delivery
         names = TopicNames(s.topic_prefix)
         self.app = make_app(s)
         self.bus = FaustBus(self.app, names.all(), names.deadletter, s.node, s.max_message_bytes)
@@ -89,7 +109,8 @@ class Worker:
         self.telemetry = Telemetry(rt, self.roles, self.store, self.counts)
         self.policy = policy or make_policy(s)
         link = make_link(s)
-        self.router = Router(rt, self.policy, link) if "router" in self.roles else None
+        self.router = (Router(rt, self.policy, link, windows=self.telemetry.windows)
+                       if "router" in self.roles else None)
         drift = judge = None
         if self.router is not None:
             if s.shadow_rate > 0:
@@ -99,8 +120,12 @@ class Worker:
             ActionFollower(rt, self.policy)
         self.detectors = {
             tier: DetectorRole(rt, tier, lambda t=tier: self.detector(t), self.telemetry.tap,  # type: ignore[misc]
-                               self.faults, link)
+                               self.faults, link, self._stream(tier))
             for tier in TIERS if tier in self.roles}
+        # on Kafka the lag comes from the broker (tansu's high watermarks are wrong)
+        self.lag = BrokerLag(s, rt.health) if kafka else None
+        if self.lag is not None:
+            rt.on_start(self._start_lag)
         if self.roles & {"edge", "cloud", "router"}:
             ModelRollout(rt, self.roles, self.detectors, self.detector_threads(), judge, drift)
         self.ingest = Ingest(rt) if "ingest" in self.roles else None
@@ -112,22 +137,42 @@ class Worker:
 
         self.web = register_pages(self.app, self.view())
 
+    def _stream(self, tier: str) -> TransactionalStream | None:
+        if not self.delivery.exactly_once:
+            return None
+        return TransactionalStream(self.settings, self.rt.names.tier_topic(tier),
+                                   f"detect-{tier}")
+
+    async def _start_lag(self) -> None:
+        assert self.lag is not None
+        self.lag.start()
+        self.rt.on_stop(self._stop_lag)
+
+    async def _stop_lag(self) -> None:
+        if self.lag is not None:
+            self.lag.stop()
+
     def view(self) -> WorkerView:
         return WorkerView(
             settings=self.settings, roles=self.roles, names=self.rt.names,
             health=self.rt.health, supervisor=self.rt.supervisor, faults=self.faults,
             events=self.rt.events, policy=repr(self.policy), counts=self.counts,
             cameras=lambda: dict(self.ingest.cameras) if self.ingest else {},
-            nodes=lambda: self.telemetry.nodes, store=self.store.get)
+            nodes=lambda: self.telemetry.nodes, store=self.store.get,
+            delivery=self.delivery,
+            broker_lag=lambda: self.lag.snapshot() if self.lag is not None else {},
+            offload_ratio=lambda: self.router.offload_ratio if self.router else math.nan)
 
     def counts(self) -> dict[str, int]:
         """This worker's counters, as its heartbeat carries them."""
-        routed = self.router.routed if self.router else {"edge": 0, "cloud": 0}
+        router = self.router
+        routed = router.routed if router else {"edge": 0, "cloud": 0}
         det = self.detectors
         return {"routed_edge": routed["edge"], "routed_cloud": routed["cloud"],
                 "detected_edge": det["edge"].detected if "edge" in det else 0,
                 "detected_cloud": det["cloud"].detected if "cloud" in det else 0,
-                "frames_shed": sum(d.shed for d in det.values()),
+                "frames_shed": sum(d.shed for d in det.values()) + (router.shed if router else 0),
+                "frames_reused": router.gate.reused if router and router.gate else 0,
                 "dead_letters": self.bus.counts.dead_letters,
                 "send_failures": self.bus.counts.send_failures,
                 **dict(zip(("telemetry_rows", "store_retries"), self.telemetry.stored(),
@@ -157,9 +202,11 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
     ensure_topics(settings)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    worker = Worker(settings)
+    delivery = probe_delivery(settings)
+    worker = Worker(settings, delivery=delivery)
     started = time.monotonic()
-    log.info("worker %s starting roles %s", settings.node, sorted(worker.roles))
+    log.info("worker %s starting roles %s; delivery %s: %s", settings.node,
+             sorted(worker.roles), delivery.guarantee, delivery.reason)
     try:
         faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
     finally:

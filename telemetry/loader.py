@@ -1,8 +1,9 @@
 """The sink's Kafka side: a plain confluent-kafka consumer in a thread, in batches.
 
 A Faust agent hands over one event at a time (about 3.4k telemetry messages/s measured
-here, even with ``take_events``); the loader takes up to ``batch_rows`` messages per
-``consume`` call from librdkafka, turns them into rows for their table, stores them with
+here, even with ``take_events``); the loader takes up to ``sink_batch_rows`` messages
+from librdkafka, ``CHUNK`` per ``consume`` call, turns each chunk into rows for their
+table as it arrives (parsing overlaps the fetch), stores the batch with
 :class:`~autosteer.telemetry.sink.Sink` (exactly once) and only then commits their
 offsets. While ClickHouse is down it retries the same batch and stops consuming; Kafka
 keeps the rest (the consumer stays in its group for up to an hour without polling). Malformed messages go to the dead-letter topic with the reason.
@@ -22,11 +23,13 @@ from autosteer.errors import StoreError
 from autosteer.settings import Settings
 from autosteer.streams.supervise import Health, SupervisedThread
 from autosteer.telemetry.schema import Table
-from autosteer.telemetry.sink import Position, Sink
+from autosteer.telemetry.sink import Positions, Sink
 from autosteer.topics.records import DeadLetter
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 log = logging.getLogger(__name__)
+
+CHUNK = 1000  # messages per consume call: parsed while librdkafka fetches the next
 
 
 class TelemetryLoader(SupervisedThread):
@@ -55,7 +58,10 @@ class TelemetryLoader(SupervisedThread):
 
     def work(self) -> None:
         conf = self.settings.consumer_config(self.group)
-        conf.update({"enable.auto.commit": False, "fetch.wait.max.ms": 100,
+        conf.update({"enable.auto.commit": False,
+                     # a fetch the broker holds while the topics are idle returns after
+                     # this long at most: the wait before the first rows of a burst
+                     "fetch.wait.max.ms": 25,
                      "queued.max.messages.kbytes": 65536,
                      # the loader does not poll while it retries a batch during a
                      # ClickHouse outage: stay in the group for an hour of that
@@ -64,17 +70,17 @@ class TelemetryLoader(SupervisedThread):
         producer = Producer(self.settings.producer_config())
         consumer.subscribe(list(self.tables), on_assign=self._on_assign)
         # one batch is parsed while the one before it is inserted (queue of one)
-        handoff: queue.Queue[tuple[list[Any], dict] | None] = queue.Queue(maxsize=1)
+        handoff: queue.Queue[tuple[dict[tuple[str, int], int], dict] | None] = queue.Queue(
+            maxsize=1)
         writer = threading.Thread(target=self._write_loop, args=(handoff, consumer),
                                   name="telemetry-writer", daemon=True)
         writer.start()
         try:
             while not self.halt.is_set() and writer.is_alive():
                 self.progress()
-                msgs = self._take(consumer)
-                if not msgs:
+                batch = self._take(consumer, producer)
+                if batch is None:
                     continue
-                batch = self._parse(msgs, producer)
                 while not self.halt.is_set():
                     try:
                         handoff.put(batch, timeout=0.5)
@@ -96,7 +102,7 @@ class TelemetryLoader(SupervisedThread):
             batch = handoff.get()
             if batch is None:
                 return
-            msgs, by_table = batch
+            offsets, by_table = batch
             try:
                 self._insert(by_table)
             except StoreError:  # only when stopping during an outage: do not commit
@@ -105,11 +111,6 @@ class TelemetryLoader(SupervisedThread):
                 self._writer_error = exc
                 log.exception("telemetry writer stopped")
                 return
-            offsets: dict[tuple[str, int], int] = {}
-            for m in msgs:
-                if m.error() is None:
-                    key = (m.topic(), m.partition())
-                    offsets[key] = max(offsets.get(key, -1), m.offset())
             try:
                 consumer.commit(offsets=[TopicPartition(tp, p, o + 1)
                                          for (tp, p), o in offsets.items()],
@@ -120,25 +121,41 @@ class TelemetryLoader(SupervisedThread):
                 log.warning("telemetry offsets not committed: %s", exc)
             self.batches += 1
 
-    def _take(self, consumer: Consumer) -> list[Any]:
-        """Up to ``sink_batch_rows`` messages: stop early when the topics are drained (a
-        short poll brings nothing) or ``sink_flush_s`` after the first message."""
+    def _take(self, consumer: Consumer, producer: Producer) -> tuple[
+            dict[tuple[str, int], int], dict] | None:
+        """Up to ``sink_batch_rows`` messages, parsed ``CHUNK`` at a time as they arrive
+        (parsing overlaps the fetch): stop early when the topics are drained (the cached
+        high watermarks say so, or a short poll brings nothing) or ``sink_flush_s`` after
+        the first message. None when nothing came."""
         limit = self.settings.sink_batch_rows
-        msgs = consumer.consume(limit, timeout=min(1.0, self.settings.sink_flush_s))
+        msgs = consumer.consume(min(limit, CHUNK), timeout=min(1.0, self.settings.sink_flush_s))
+        if not msgs:
+            return None
         deadline = time.monotonic() + self.settings.sink_flush_s
-        while msgs and len(msgs) < limit and time.monotonic() < deadline:
-            more = consumer.consume(limit - len(msgs), timeout=0.05)
+        parsed = parse_batch(msgs, self.tables)
+        n = len(msgs)
+        while n < limit and time.monotonic() < deadline and not drained(consumer):
+            more = consumer.consume(min(limit - n, CHUNK), timeout=0.05)
             if not more:
                 break
-            msgs.extend(more)
-        return msgs
+            parse_batch(more, self.tables, into=parsed)
+            n += len(more)
+        return self._offsets(parsed, producer)
 
-    def _parse(self, msgs: Sequence[Any], producer: Producer) -> tuple[list[Any], dict]:
-        """Messages -> rows and positions per table; malformed ones are dead-lettered."""
-        by_table, failed = parse_batch(msgs, self.tables)
+    def _offsets(self, parsed: tuple[dict, list], producer: Producer) -> tuple[
+            dict[tuple[str, int], int], dict]:
+        """Dead-letter the malformed messages; the rows and positions per table, and the
+        highest offset of each partition to commit (dead letters included)."""
+        by_table, failed = parsed
+        offsets: dict[tuple[str, int], int] = {}
+        for _, positions in by_table.values():
+            for key, high in positions.highest().items():
+                offsets[key] = max(offsets.get(key, -1), high)
         for m, exc in failed:
             self._dead_letter(producer, m, exc)
-        return list(msgs), by_table
+            key = (m.topic(), m.partition())
+            offsets[key] = max(offsets.get(key, -1), m.offset())
+        return offsets, by_table
 
     def _insert(self, by_table: dict) -> None:
         for table in {t.name: t for t in self.tables.values()}.values():
@@ -155,25 +172,61 @@ class TelemetryLoader(SupervisedThread):
         self.dead_letters += 1
 
 
-def parse_batch(msgs: Sequence[Any], tables: dict[str, Table]) -> tuple[
-        dict[str, tuple[list[tuple], list[Position]]], list[tuple[Any, Exception]]]:
+Parsed = tuple[dict[str, tuple[list[tuple], Positions]], list[tuple[Any, Exception]]]
+
+
+def parse_batch(msgs: Sequence[Any], tables: dict[str, Table], *,
+                into: Parsed | None = None) -> Parsed:
     """Consumed messages (confluent-kafka ``Message``s) -> rows and source positions per
-    table, and the messages that failed with why (whatever parsing one raised)."""
-    by_table: dict[str, tuple[list[tuple], list[Position]]] = {}
-    failed: list[tuple[Any, Exception]] = []
+    table, and the messages that failed with why (whatever parsing one raised); added
+    to ``into`` (an earlier result of the same batch) when given."""
+    by_table, failed = into if into is not None else ({}, [])
+    # per topic, looked up once per batch: how to parse, where rows and positions go
+    targets: dict[str, tuple[Any, Any, Any, list[tuple], Positions]] = {}
     for m in msgs:
         err = m.error()
         if err is not None:
             if err.code() != KafkaError._PARTITION_EOF:
                 log.warning("telemetry consumer: %s", err)
             continue
-        table = tables[m.topic()]
+        topic = m.topic()
+        target = targets.get(topic)
+        if target is None:
+            table = tables[topic]
+            rows, positions = by_table.setdefault(table.name, ([], Positions()))
+            # the model's validator itself: Record.parse's wrapper costs a fifth of the
+            # validation; a message it rejects goes through Record.parse for the reason
+            target = targets[topic] = (table.record.__pydantic_validator__.validate_json,
+                                       table.record.parse, table.to_row, rows, positions)
+        validate, parse, to_row, rows, positions = target
         try:
-            row = table.to_row(table.record.parse(m.value()))
+            row = to_row(validate(m.value()))
         except Exception as exc:  # noqa: BLE001 - this message only: a dead letter
-            failed.append((m, exc))
+            failed.append((m, _reason(parse, m.value(), exc)))
             continue
-        rows, positions = by_table.setdefault(table.name, ([], []))
         rows.append(row)
-        positions.append(Position(m.topic(), m.partition(), m.offset()))
+        positions.add(topic, m.partition(), m.offset())
     return by_table, failed
+
+
+def drained(consumer: Consumer) -> bool:
+    """Whether every assigned partition has been read up to its high watermark, as the
+    consumer last heard it from the broker (no request); False when it does not know."""
+    assigned = consumer.assignment()
+    if not assigned:
+        return False
+    for tp in consumer.position(assigned):
+        _, high = consumer.get_watermark_offsets(tp, cached=True)
+        if tp.offset < 0 or high < 0 or tp.offset < high:
+            return False
+    return True
+
+
+def _reason(parse: Any, value: Any, exc: Exception) -> Exception:
+    """Why ``value`` failed: the RecordError that ``parse`` raises for it (which fields
+    were wrong), else ``exc`` itself (e.g. a record that ``to_row`` could not take)."""
+    try:
+        parse(value)
+    except Exception as why:  # noqa: BLE001 - whatever it is, it is the reason
+        return why
+    return exc

@@ -9,13 +9,18 @@ True
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from autosteer.telemetry.schema import latency_quantiles_sql
+from autosteer.telemetry.schema import (
+    Query,
+    latency_quantiles_sql,
+    offload_ratio,
+    throughput,
+    throughput_sql,
+)
 
-Query = Callable[[str], tuple[list[str], list[tuple[Any, ...]]]]
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 
 
@@ -76,12 +81,12 @@ def _epoch(v: Any) -> float:
 
 
 def build_report(query: Query, database: str, since_ms: int, bucket_s: int = 10) -> str:
-    """The report page for windows since ``since_ms``, in ``bucket_s`` buckets."""
+    """The report page for windows since ``since_ms``, in ``bucket_s`` buckets. fps is
+    :func:`~autosteer.telemetry.schema.fps` (frames over the seconds their windows
+    cover); the offload ratio is the cloud share."""
     bucket = f"toDateTime(intDiv(toUInt32(ts), {bucket_s}) * {bucket_s})"
     lat_sql = latency_quantiles_sql(database, bucket, since_ms)
-    tput_sql = (f"SELECT {bucket} AS t, tier, sum(frames) / {bucket_s} FROM "
-                f"{database}.telemetry_windows WHERE ts_ms >= {since_ms} "
-                f"GROUP BY t, tier ORDER BY t, tier")
+    tput_sql = throughput_sql(database, bucket, since_ms)
     _, lat = query(lat_sql)
     _, tput = query(tput_sql)
     quantiles: dict[str, list[tuple[float, float]]] = {}
@@ -89,15 +94,15 @@ def build_report(query: Query, database: str, since_ms: int, bucket_s: int = 10)
         for name, v in (("p50", p50), ("p95", p95), ("p99", p99)):
             quantiles.setdefault(f"{tier} {name}", []).append((_epoch(t), float(v)))
     fps: dict[str, list[tuple[float, float]]] = {}
+    for t, tier, rate in throughput(tput):
+        fps.setdefault(tier, []).append((_epoch(t), rate))
     per_t: dict[float, dict[str, float]] = {}
-    for t, tier, rate in tput:
-        fps.setdefault(str(tier), []).append((_epoch(t), float(rate)))
-        per_t.setdefault(_epoch(t), {})[str(tier)] = float(rate)
-    ratio = {"edge share": [(t, v.get("edge", 0.0) / (sum(v.values()) or 1.0))
-                            for t, v in sorted(per_t.items())]}
+    for t, tier, n, *_ in tput:
+        per_t.setdefault(_epoch(t), {})[str(tier)] = float(n)
+    ratio = {"cloud share": [(t, offload_ratio(v)) for t, v in sorted(per_t.items())]}
     charts = [line_chart(quantiles, "End-to-end latency quantiles (from window sketches)", "ms"),
               line_chart(fps, "Throughput per tier", "fps"),
-              line_chart(ratio, "Offload ratio (share of frames on the edge)", "")]
+              line_chart(ratio, "Offload ratio (share of frames on the cloud)", "")]
     queries = "\n\n".join(html.escape(q) for q in (lat_sql, tput_sql))
     return ("<!doctype html><html><head><meta charset='utf-8'><title>autosteer report</title>"
             "</head><body style='font-family:sans-serif'><h1>autosteer telemetry</h1>"

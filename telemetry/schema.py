@@ -16,7 +16,8 @@ uses them to skip rows that are already stored (exactly once across retries and 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,9 @@ from autosteer.topics.records import (
     TelemetryRecord,
     WindowRecord,
 )
+
+# A read-only SQL query: column names and rows (a store's ``query``, or the CLI's run_sql)
+Query = Callable[[str], tuple[list[str], list[tuple[Any, ...]]]]
 
 SOURCE_COLUMNS: list[tuple[str, str]] = [
     ("src_topic", "String"), ("src_partition", "UInt32"), ("src_offset", "UInt64")]
@@ -71,15 +75,21 @@ FRAME_COLUMNS: list[tuple[str, str]] = [
 
 
 def _plain(names: list[str]) -> Callable[[Any], tuple]:
-    def row(rec: Any) -> tuple:
-        return tuple(getattr(rec, n) for n in names)
-    return row
+    """A record's ``names`` fields as a tuple: one ``operator.attrgetter``, built once
+    per table (a per-field ``getattr`` loop was a quarter of the loader's time).
+
+    >>> _plain(["real", "imag"])(3 + 4j)
+    (3.0, 4.0)
+    """
+    if len(names) < 2:
+        raise ValueError(f"a plain table needs at least two columns; got {names}")
+    return operator.attrgetter(*names)
 
 
 def _window_row(rec: WindowRecord) -> tuple:
     out: list[Any] = [rec.ts_ms, rec.window_s, rec.node, rec.camera, rec.tier, rec.model_id,
                       rec.model_version, rec.frames, rec.detections, rec.sum_total_ms,
-                      rec.max_total_ms, rec.max_queue_depth, rec.distinct_frames]
+                      rec.max_total_ms, rec.max_queue_depth, rec.reused, rec.distinct_frames]
     for name in SUMMARIES:
         s = getattr(rec, name)
         out += [list(s.values), list(s.weights)]
@@ -91,7 +101,8 @@ WINDOW_COLUMNS: list[tuple[str, str]] = [
     ("ts_ms", "UInt64"), ("window_s", "UInt32"), ("node", "String"), ("camera", "String"),
     ("tier", "String"), ("model_id", "String"), ("model_version", "String"),
     ("frames", "UInt64"), ("detections", "UInt64"), ("sum_total_ms", "Float64"),
-    ("max_total_ms", "Float32"), ("max_queue_depth", "UInt32"), ("distinct_frames", "Float64"),
+    ("max_total_ms", "Float32"), ("max_queue_depth", "UInt32"), ("reused", "UInt64"),
+    ("distinct_frames", "Float64"),
     *[(f"{n}_{part}", t) for n in SUMMARIES
       for part, t in (("values", "Array(Float32)"), ("weights", "Array(UInt64)"))],
     ("labels", "Array(String)"), ("label_counts", "Array(UInt64)"), ("sketches", "String"),
@@ -104,6 +115,7 @@ NODE_COLUMNS: list[tuple[str, str]] = [
     ("routed_edge", "UInt64"), ("routed_cloud", "UInt64"), ("detected_edge", "UInt64"),
     ("detected_cloud", "UInt64"), ("dead_letters", "UInt64"), ("send_failures", "UInt64"),
     ("frames_dropped", "UInt64"), ("frames_skipped", "UInt64"), ("frames_shed", "UInt64"),
+    ("frames_reused", "UInt64"),
     ("telemetry_rows", "UInt64"),
     ("store_retries", "UInt64"),
 ]
@@ -127,7 +139,13 @@ QUALITY = Table("telemetry_quality", QualityRecord, QUALITY_COLUMNS + SOURCE_COL
 TABLES = [FRAMES, WINDOWS, NODES, QUALITY]
 FRAMES_TABLE = FRAMES.name
 
+# fps is frames answered over the seconds their windows cover: distinct window starts
+# times the window length (see fps()); a bucket the worker ran only part of is not
+# diluted, and a gap with no windows is no data, not zero. In SQL, over one group:
+COVERED_S = "uniqExact(ts_ms) * max(window_s)"
+
 # Named views for the common questions; plain SQL that 18.16 and current versions run.
+# The offload ratio is the cloud share (as in /metrics and the UI) everywhere.
 VIEWS: dict[str, str] = {
     "p95_latency_per_tier_minute": """
 SELECT toStartOfMinute(ts) AS minute, tier,
@@ -136,14 +154,15 @@ SELECT toStartOfMinute(ts) AS minute, tier,
        quantileExactWeighted(0.99)(v, w) AS p99_ms
 FROM {db}.telemetry_windows ARRAY JOIN total_ms_values AS v, total_ms_weights AS w
 GROUP BY minute, tier ORDER BY minute, tier""",
-    "offload_ratio_per_minute": """
+    "cloud_share_per_minute": """
 SELECT toStartOfMinute(ts) AS minute, sum(frames) AS n_frames,
-       sumIf(frames, tier = 'edge') / sum(frames) AS edge_share
+       sumIf(frames, tier = 'cloud') AS cloud_frames,
+       sumIf(frames, tier = 'cloud') / sum(frames) AS offload_ratio
 FROM {db}.telemetry_windows GROUP BY minute ORDER BY minute""",
-    "fps_per_camera_minute": """
-SELECT toStartOfMinute(ts) AS minute, camera, sum(frames) / 60 AS fps,
+    "fps_per_camera_minute": f"""
+SELECT toStartOfMinute(ts) AS minute, camera, sum(frames) / ({COVERED_S}) AS fps,
        sum(detections) / sum(frames) AS boxes_per_frame
-FROM {db}.telemetry_windows GROUP BY minute, camera ORDER BY minute, camera""",
+FROM {{db}}.telemetry_windows GROUP BY minute, camera ORDER BY minute, camera""",
     "duplicates_per_minute": """
 SELECT toStartOfMinute(ts) AS minute, sum(frames) AS n_frames,
        sum(frames) - sum(distinct_frames) AS reprocessed_estimate
@@ -170,6 +189,59 @@ def latency_quantiles_sql(database: str, bucket: str, since_ms: int) -> str:
             f"FROM {database}.telemetry_windows "
             f"ARRAY JOIN total_ms_values AS v, total_ms_weights AS w "
             f"WHERE ts_ms >= {since_ms} GROUP BY t, tier ORDER BY t, tier")
+
+
+def fps(frames: float, window_starts: Iterable[int], window_s: float) -> float:
+    """Frames answered per second: ``frames`` over the seconds that their windows cover,
+    the number of distinct window starts times ``window_s`` (:data:`COVERED_S` in SQL);
+    0 when no window covers them. Reused (carried-forward) frames are not in ``frames``.
+
+    A 60 s bucket in which the worker ran for two 10 s windows, 50 frames in all:
+
+    >>> fps(50, [1_000_000, 1_010_000, 1_010_000], 10)
+    2.5
+    >>> fps(0, [], 10)
+    0.0
+    """
+    covered = len(set(window_starts)) * window_s
+    return frames / covered if covered > 0 else 0.0
+
+
+def offload_ratio(frames_per_tier: Mapping[str, float]) -> float:
+    """The offload ratio: the cloud tier's share of the frames answered (0 when none).
+
+    >>> offload_ratio({"edge": 30, "cloud": 10})
+    0.25
+    """
+    total = sum(frames_per_tier.values())
+    return frames_per_tier.get("cloud", 0.0) / total if total else 0.0
+
+
+def throughput_sql(database: str, bucket: str, since_ms: int) -> str:
+    """Per (``bucket`` expression, tier) since ``since_ms``: columns t, tier, frames, the
+    window starts, window_s; :func:`throughput` turns the rows into fps."""
+    return (f"SELECT {bucket} AS t, tier, sum(frames), groupUniqArray(ts_ms), max(window_s) "
+            f"FROM {database}.telemetry_windows WHERE ts_ms >= {since_ms} "
+            f"GROUP BY t, tier ORDER BY t, tier")
+
+
+def throughput(rows: Iterable[Sequence[Any]]) -> list[tuple[Any, str, float]]:
+    """``(t, tier, fps)`` from :func:`throughput_sql`'s rows. Every tier of a bucket is
+    divided by the seconds that the bucket's windows cover, whichever tier they hold, so
+    the tiers' rates add up to the stream's rate.
+
+    One bucket, two 10 s windows; the cloud answered in only one of them:
+
+    >>> throughput([(0, "cloud", 5, [0], 10), (0, "edge", 35, [0, 10_000], 10)])
+    [(0, 'cloud', 0.25), (0, 'edge', 1.75)]
+    """
+    rows = list(rows)
+    starts: dict[Any, set[int]] = {}
+    window_s: dict[Any, float] = {}
+    for t, _, _, ts, w in rows:
+        starts.setdefault(t, set()).update(int(x) for x in ts)
+        window_s[t] = max(window_s.get(t, 0.0), float(w))
+    return [(t, str(tier), fps(float(n), starts[t], window_s[t])) for t, tier, n, _, _ in rows]
 
 
 def ddl(database: str) -> list[str]:

@@ -37,6 +37,11 @@ class TelemetryStore(Protocol):
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Insert rows (tuples in ``columns`` order) into ``database.table``."""
 
+    def insert_columns(self, table: str, columns: Sequence[str],
+                       data: Sequence[Sequence[Any]]) -> None:
+        """Insert ``data``, one equally long sequence of values per name in ``columns``,
+        into ``database.table`` (the sink's path: no row-to-column transpose)."""
+
     def query(self, sql: str, *, readonly: bool = False) -> tuple[list[str], Rows]:
         """Run ``sql``; return column names and rows."""
 
@@ -70,6 +75,37 @@ def check_read_only(sql: str, max_len: int = 20_000) -> str:
     if re.search(r"\binto\s+outfile\b", bare, flags=re.I):
         raise QueryRejected("INTO OUTFILE is not allowed here")
     return text
+
+
+def transpose(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+    """Rows (tuples in ``columns`` order) -> one sequence of values per column.
+
+    >>> transpose(["a", "b"], [(1, "x"), (2, "y")])
+    [(1, 2), ('x', 'y')]
+    """
+    if not rows:
+        return [() for _ in columns]
+    try:
+        return list(zip(*rows, strict=True))
+    except ValueError as exc:
+        raise ValueError(f"rows of unequal length for columns {list(columns)}: {exc}") from exc
+
+
+def count_rows(columns: Sequence[str], data: Sequence[Sequence[Any]]) -> int:
+    """How many rows ``data`` (one sequence per name in ``columns``) holds; ValueError
+    when it does not hold one sequence per column.
+
+    >>> count_rows(["a", "b"], [(1, 2), ("x", "y")])
+    2
+    >>> count_rows(["a", "b"], [(1, 2)])
+    Traceback (most recent call last):
+    ...
+    ValueError: 1 columns of values for 2 names ['a', 'b']: give one sequence per column
+    """
+    if len(data) != len(columns):
+        raise ValueError(f"{len(data)} columns of values for {len(columns)} names "
+                         f"{list(columns)}: give one sequence per column")
+    return len(data[0]) if data else 0
 
 
 class ServerStore:
@@ -124,9 +160,14 @@ class ServerStore:
                 self._client.disconnect()
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        if rows:  # columnar: clickhouse-driver skips its row-to-column transpose
+        if rows:
+            self.insert_columns(table, columns, transpose(columns, rows))
+
+    def insert_columns(self, table: str, columns: Sequence[str],
+                       data: Sequence[Sequence[Any]]) -> None:
+        if count_rows(columns, data):  # columnar: clickhouse-driver skips its own transpose
             self._execute(f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) VALUES",
-                          [list(c) for c in zip(*rows, strict=True)], columnar=True)
+                          data, columnar=True)
 
     def query(self, sql: str, *, readonly: bool = False) -> tuple[list[str], Rows]:
         settings: dict[str, Any] = {}
@@ -203,11 +244,17 @@ class EmbeddedStore:
         self._using = self.database
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        if not rows:
+        if rows:
+            self.insert_columns(table, columns, transpose(columns, rows))
+
+    def insert_columns(self, table: str, columns: Sequence[str],
+                       data: Sequence[Sequence[Any]]) -> None:
+        if not count_rows(columns, data):
             return
-        body = "\n".join(json.dumps(dict(zip(columns, r, strict=True))) for r in rows)
+        # one JSON object of whole columns: one json.dumps call, not one per row
+        body = json.dumps(dict(zip(columns, data, strict=True)))
         self._run(f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) "
-                  f"FORMAT JSONEachRow\n{body}")
+                  f"FORMAT JSONColumns\n{body}")
 
     def query(self, sql: str, *, readonly: bool = False) -> tuple[list[str], Rows]:
         self._use_own_database()

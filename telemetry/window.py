@@ -4,7 +4,8 @@ One :class:`WindowAggregator` per worker. ``update(result)`` for every detected 
 (never sampled); ``flush(now_ms)`` returns a :class:`~autosteer.topics.WindowRecord` for
 every (window, node, camera, tier, model) whose window has ended.
 
-- exact: frames, boxes, sum and max of end-to-end latency, max queue depth;
+- exact: frames, boxes, sum and max of end-to-end latency, max queue depth, and
+  ``reused`` frames (answered by the motion gate, not detected: in no other figure);
 - REQ sketch (high-rank accuracy) of end-to-end latency, for p95/p99;
 - KLL sketches of model time, queue time and box confidence;
 - HLL of ``camera:seq``, so reprocessed frames show (frames - distinct);
@@ -49,6 +50,7 @@ class Sample:
     queue_depth: int
     labels: Sequence[str] = ()
     scores: Sequence[float] = ()
+    reused: bool = False  # a carried-forward result (motion gate): counted apart, no sketches
 
 
 def summary(sketch: ds.kll_floats_sketch | ds.req_floats_sketch) -> QuantileSummary:
@@ -66,6 +68,7 @@ class _Window:
     sum_total: float = 0.0
     max_total: float = 0.0
     max_depth: int = 0
+    reused: int = 0
     total: ds.req_floats_sketch = field(init=False)
     infer: ds.kll_floats_sketch = field(init=False)
     queue: ds.kll_floats_sketch = field(init=False)
@@ -100,6 +103,9 @@ class WindowAggregator:
         w = self._open.get(key)
         if w is None:
             w = self._open[key] = _Window(self.req_k, self.kll_k)
+        if s.reused:  # not detected: no latency or score of its own to add
+            w.reused += 1
+            return
         w.frames += 1
         w.detections += len(s.labels)
         w.sum_total += s.total_ms
@@ -131,6 +137,7 @@ class WindowAggregator:
             ts_ms=start, window_s=self.window_s, node=self.node, camera=camera, tier=tier,
             model_id=model_id, model_version=version, frames=w.frames, detections=w.detections,
             sum_total_ms=w.sum_total, max_total_ms=w.max_total, max_queue_depth=w.max_depth,
+            reused=w.reused,
             distinct_frames=w.frames_hll.get_estimate(),
             total_ms=summary(w.total), infer_ms=summary(w.infer), queue_ms=summary(w.queue),
             score=summary(w.score),

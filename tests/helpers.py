@@ -87,3 +87,25 @@ def wait_for_swap(s: Settings, version: str, what: str, timeout_s: float = 60) -
                    for e in feeds(s).get("model_swaps", []))
 
     wait_for(swapped, timeout_s, f"{version}: {what} on {s.node}")
+
+
+class Message:
+    """A consumed confluent-kafka message, as far as the telemetry loader reads one."""
+
+    def __init__(self, value: bytes | None, offset: int = 0) -> None:
+        self._value, self._offset = value, offset
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return "t"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes | None:
+        return self._value

@@ -1,11 +1,11 @@
-"""Scorers and the Detector: river's contract, warm-up, hysteresis, no poisoning."""
+"""Scorers and the Alarm: river's contract, warm-up, hysteresis, no poisoning."""
 
 from __future__ import annotations
 
 import random
 
 import pytest
-from autosteer.anomaly import Detector, RobustHalfSpaceTrees, RobustZScore, Scorer
+from autosteer.anomaly import Alarm, RobustHalfSpaceTrees, RobustZScore, Scorer
 from river import anomaly
 
 
@@ -43,7 +43,7 @@ def test_constructors_keep_their_arguments_so_repr_rebuilds_the_scorer(scorer: S
     assert scorer.score_one(x) == clone.score_one(x)
 
 
-def level(values: list[float], det: Detector) -> list[int]:
+def level(values: list[float], det: Alarm) -> list[int]:
     """Indices at which ``det`` opened an anomaly."""
     opened = []
     for i, v in enumerate(values):
@@ -59,21 +59,21 @@ def steady(n: int, seed: int = 1) -> list[float]:
 
 
 def test_no_page_during_warm_up_even_on_wild_values() -> None:
-    det = Detector(RobustZScore(), threshold=5.0, warmup=30)
+    det = Alarm(RobustZScore(), threshold=5.0, warmup=30)
     assert level([40.0, 400.0, 4000.0, 40.0, 400.0] * 6, det) == []
     assert det.warm and not det.is_anomaly
 
 
 def test_one_spike_does_not_page_and_is_not_learned() -> None:
     scorer = RobustZScore(window_size=40)
-    det = Detector(scorer, threshold=5.0, warmup=20, enter=3)
+    det = Alarm(scorer, threshold=5.0, warmup=20, enter=3)
     values = steady(40) + [200.0] + steady(10, seed=2) + [200.0, 200.0] + steady(10, seed=3)
     assert level(values, det) == []
     assert max(scorer._windows["m"]._sorted) < 50  # the spikes never entered the baseline
 
 
 def test_a_level_shift_pages_on_its_enter_th_window_and_closes_after_exit_calm_ones() -> None:
-    det = Detector(RobustZScore(), threshold=5.0, clear=3.0, warmup=20, enter=3, exit=2)
+    det = Alarm(RobustZScore(), threshold=5.0, clear=3.0, warmup=20, enter=3, exit=2)
     shift = steady(40) + [60.0] * 5
     assert level(shift, det) == [42]
     assert det.is_anomaly and det.run == 5
@@ -84,7 +84,7 @@ def test_a_level_shift_pages_on_its_enter_th_window_and_closes_after_exit_calm_o
 
 
 def test_a_lasting_shift_becomes_the_new_normal_after_adapt_after() -> None:
-    det = Detector(RobustZScore(window_size=40), threshold=5.0, clear=3.0, warmup=20,
+    det = Alarm(RobustZScore(window_size=40), threshold=5.0, clear=3.0, warmup=20,
                    adapt_after=10)
     opened = level(steady(40) + [60.0 + v - 40 for v in steady(80, seed=4)], det)
     assert opened == [42]
@@ -93,9 +93,9 @@ def test_a_lasting_shift_becomes_the_new_normal_after_adapt_after() -> None:
 
 def test_detector_rejects_settings_that_cannot_work() -> None:
     with pytest.raises(ValueError, match="clear .* must not exceed threshold"):
-        Detector(RobustZScore(), threshold=3.0, clear=4.0)
+        Alarm(RobustZScore(), threshold=3.0, clear=4.0)
     with pytest.raises(ValueError, match="enter and exit must be at least 1"):
-        Detector(RobustZScore(), threshold=3.0, enter=0)
+        Alarm(RobustZScore(), threshold=3.0, enter=0)
 
 
 def test_robust_zscore_reports_signed_z_and_the_median() -> None:

@@ -21,3 +21,15 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert "make demo" in head and "make test" in head
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_the_architecture_page_names_every_role_and_topic() -> None:
+    """docs/architecture.md cannot silently go stale: a new role or topic must be in it."""
+    from autosteer.streams.roles import ROLES
+    from autosteer.topics.catalog import CATALOG
+
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    missing = [f"role {r}" for r in ROLES if f"`{r}`" not in text]
+    missing += [f"topic {t.suffix}" for t in CATALOG if f"| `{t.suffix}` |" not in text]
+    assert not missing, f"docs/architecture.md lacks {missing}"
+    assert "(docs/architecture.md)" in (ROOT / "README.md").read_text()

@@ -17,6 +17,7 @@ from autosteer.streams.pipeline import (
 from autosteer.telemetry.loader import parse_batch
 from autosteer.telemetry.schema import TABLES
 from autosteer.topics.records import CameraCommand, Detection, FrameRecord
+from helpers import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -65,28 +66,6 @@ def test_telemetry_parsing_and_feedback_never_raise(value: bytes | None) -> None
         rows, positions = by_table.get(table.name, ([], []))
         assert len(rows) + len(failed) == 1 and len(rows) == len(positions)
     observations(parse_valid([value], Detection))
-
-
-class Message:
-    """A consumed confluent-kafka message, as far as the loader reads one."""
-
-    def __init__(self, value: bytes | None) -> None:
-        self._value = value
-
-    def error(self) -> None:
-        return None
-
-    def topic(self) -> str:
-        return "t"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return 0
-
-    def value(self) -> bytes | None:
-        return self._value
 
 
 @settings(max_examples=200, deadline=None)

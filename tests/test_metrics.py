@@ -54,7 +54,7 @@ def ui_of(p: PipelineWorker) -> web.LiveView:
 
 
 def metric_families(p: PipelineWorker, live: web.LiveView) -> list[web.Family]:
-    return web.metric_families(p.view(), p.app, live, web.RateMeter())
+    return web.metric_families(p.view(), p.app, live, web.CounterRates())
 
 
 def test_web_doctests() -> None:
@@ -117,6 +117,15 @@ def test_metrics_before_any_frame_say_nan_for_the_offload_ratio(pipeline: Pipeli
     fams = families(web.exposition(metric_families(pipeline, ui_of(pipeline))))
     assert math.isnan(fams["autosteer_offload_ratio"].samples[0].value)
     assert fams["autosteer_detection_latency_seconds"].samples == []
+
+
+def test_an_unprobed_worker_says_at_least_once_and_has_no_broker_lag(
+        pipeline: PipelineWorker) -> None:
+    fams = families(web.exposition(metric_families(pipeline, ui_of(pipeline))))
+    info = fams["autosteer_delivery_info"].samples
+    assert [(x.labels["guarantee"], x.value) for x in info] == [("at-least-once", 1.0)]
+    assert fams["autosteer_broker_consumer_lag"].samples == []  # tansu: no real watermarks
+    assert "not probed" in pipeline.view().delivery.reason
 
 
 def test_the_thumbnail_is_the_frame_of_the_last_detection_with_its_boxes(
@@ -227,6 +236,9 @@ def test_a_worker_serves_metrics_ready_and_the_ui(
     status, _, body = get("/ready")
     assert status == 200, body
     assert json.loads(body)["checks"]["store"]["ok"]
+    delivery = json.loads(get("/status")[2])["delivery"]
+    assert delivery["guarantee"] == ("exactly-once" if s.broker == "kafka"
+                                     else "at-least-once"), delivery
     status, ctype, page = get("/ui/")
     assert status == 200 and "app.js" in page
     assert get("/ui")[0] == 200 and get("/ui/static/app.js")[0] == 200

@@ -60,3 +60,35 @@ def test_warm_up_runs_the_model_once_on_a_blank_frame(model_dir: Path,
     assert warm_up(det) > 0
     assert det.detect([np.zeros((480, 640, 3), np.uint8)]) == [[]], "nothing on a blank frame"
     assert det.detect(frames[:1])[0], "and it still finds people after it"
+
+
+def test_int8_integer_kernels_compute_what_the_quantized_graph_says(
+        model_dir: Path, frames: list[np.ndarray]) -> None:
+    """The INT8 model on ONNX Runtime's integer kernels (QDQ fused into QLinearConv) finds
+    the boxes its own graph gives when every QuantizeLinear/DequantizeLinear runs as
+    written, in float: a reference no CPU's instruction set changes. On x86 without VNNI
+    the integer kernels saturate int16 sums of full-range int8 weights, so this fails
+    there for a model quantized without ``reduce_range``."""
+    import cv2
+    import onnxruntime as ort
+    from autosteer.processors.ssd import boxes_from_ssd
+
+    manifest = Manifest.load(model_dir / INT8)
+    path = str(model_dir / INT8 / manifest.file)
+    fused, plain = ort.SessionOptions(), ort.SessionOptions()
+    plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sessions = [ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+                for so in (fused, plain)]
+    names = [o.name for o in sessions[0].get_outputs()]
+    outputs = [next(n for n in names if key in n) for key in ("boxes", "scores", "classes")]
+    total = hits = 0
+    for frame in frames:
+        batch = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)[None]
+        fast, ref = ([boxes_from_ssd(*(o[0] for o in s.run(outputs, {"image_tensor:0": batch})),
+                                     threshold=0.5) for s in sessions])
+        total += len(ref)
+        hits += matched(ref, fast, min_iou=0.5)
+    assert total >= 20
+    assert hits / total >= 0.95, (
+        f"the integer kernels find {hits} of the {total} boxes the QDQ graph gives in float; "
+        "quantize the weights to 7 bits (reduce_range) or run on a CPU with VNNI")

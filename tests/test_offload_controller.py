@@ -17,7 +17,6 @@ from autosteer.offload import (
     OffloadModel,
     SystemProfile,
     TierProfile,
-    cloud_copy,
 )
 
 PROFILE = SystemProfile(TierProfile((0.040,), accuracy=0.9),
@@ -70,13 +69,14 @@ class World:
                     self.link.set(delay_s=self.link.delay_s * factor)
             elif kind == "arrive":
                 cam, seq, t0 = data
-                tier = self.ctl.decide(FrameMeta(cam, seq, int(round(t0 * 1000)), 80_000))
+                route = self.ctl.decide(FrameMeta(cam, seq, int(round(t0 * 1000)), 80_000))
+                tier = route.tier
                 d = self.ctl.last_decision()
                 if not self.decisions or d is not self.decisions[-1]:
                     self.decisions.append(d)
                 if tier == "edge":
                     edge_q.append((data, t))
-                    if cloud_copy(self.ctl):
+                    if route.copy:
                         self.copies += 1
                         transit = self.link.transit_s(80_000, t)
                         self.at(t + transit, "cloud_in", ((*data, True), t, transit))
@@ -132,7 +132,7 @@ def test_routing_realises_the_split_smoothly() -> None:
     consecutive frames hold 2 cloud frames, whatever camera they come from."""
     ctl = OffloadController(PROFILE, ControlConfig(slack=0.0, warmup_offload=0.2),
                             clock=lambda: 0.0)
-    tiers = [ctl.decide(FrameMeta(f"cam{i % 3}", i, 0, 80_000)) for i in range(200)]
+    tiers = [ctl.decide(FrameMeta(f"cam{i % 3}", i, 0, 80_000)).tier for i in range(200)]
     for start in range(190):
         assert tiers[start:start + 10].count("cloud") == 2
     assert ctl.last_decision().reason == "no link samples yet: warm-up share"
@@ -143,7 +143,7 @@ def test_slack_bounds_how_far_the_split_strays() -> None:
                             clock=lambda: 0.0)
     cloud = 0
     for i in range(300):
-        cloud += ctl.decide(FrameMeta("cam", i, 0, 80_000)) == "cloud"
+        cloud += ctl.decide(FrameMeta("cam", i, 0, 80_000)).tier == "cloud"
         assert abs(cloud - 0.3 * (i + 1)) <= 2.0 + 1e-9
 
 
@@ -152,7 +152,7 @@ def test_deadline_override_when_the_edge_queue_spikes() -> None:
                         deadline_ms=100.0)
     ctl = OffloadController(PROFILE, cfg, clock=lambda: 0.0)
     ctl._deadline_s = 0.100  # no control step runs here; arm the deadline by hand
-    tiers = [ctl.decide(FrameMeta("cam", i, 0, 80_000)) for i in range(3)]
+    tiers = [ctl.decide(FrameMeta("cam", i, 0, 80_000)).tier for i in range(3)]
     assert tiers == ["edge", "edge", "cloud"]  # the third would finish at 120 ms on the edge
     assert ctl.tick(0.0).overrides == 1
 
@@ -227,7 +227,7 @@ def test_a_failing_control_step_never_breaks_routing(monkeypatch, caplog) -> Non
     monkeypatch.setattr(OffloadModel, "predict", boom)
     with caplog.at_level(logging.ERROR):
         w.now += 2.0
-        assert w.ctl.decide(FrameMeta("cam0", 10_000, int(w.now * 1000), 80_000)) in (
+        assert w.ctl.decide(FrameMeta("cam0", 10_000, int(w.now * 1000), 80_000)).tier in (
             "edge", "cloud")
     assert "control step failed" in caplog.text
 
@@ -350,10 +350,26 @@ def test_sheds_hopeless_frames_and_counts_them_in_the_record() -> None:
     ctl.tick(w.now)
     reasons = []
     for i in range(30):
-        ctl.decide(FrameMeta("backlog0", i, int(w.now * 1000), 80_000))
-        reasons.append(ctl.shed)
+        reasons.append(ctl.decide(FrameMeta("backlog0", i, int(w.now * 1000), 80_000)).shed_reason)
     shed = [r for r in reasons if r]
     assert shed and all(r.startswith("hopeless") for r in shed)
     assert reasons[0] is None  # the first of the chunk still makes it
     assert ctl.tick(w.now).shed == len(shed)
     assert ctl.tick(w.now).shed == 0  # counted once
+
+
+def test_link_bandwidth_never_below_what_most_transits_prove() -> None:
+    """Arrivals seen only at a consumer's fetch: two queued 100 KB frames show up one
+    50 ms fetch cycle apart (2 MB/s by the pair), while each crossed in 20 ms (5 MB/s
+    at least): the estimate keeps the bound's median, not the fetch cycle."""
+    from autosteer.offload.estimate import LinkEstimator
+
+    link = LinkEstimator()
+    for i in range(10):
+        t = i * 1.0
+        link.sent(("a", i), 100_000, t)
+        link.sent(("b", i), 100_000, t + 0.001)  # right behind: they queue
+        link.learn(("a", i), 0.020)
+        link.learn(("b", i), 0.069)  # seen one fetch later
+    assert link.pairs >= 3  # each said 2 MB/s
+    assert link.bandwidth_Bps > 3e6  # the median transit bound: (5 + 1.45) / 2 MB/s

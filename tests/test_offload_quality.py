@@ -20,11 +20,10 @@ from autosteer.offload import (
     OffloadController,
     OffloadModel,
     QualityLevel,
+    Route,
     ShortestCompletion,
     SystemProfile,
     TierProfile,
-    cloud_copy,
-    cloud_level,
 )
 from autosteer.offload.factory import parse_levels, system_profile
 from autosteer.processors.decode import decode_jpeg, encode_jpeg
@@ -134,15 +133,15 @@ class World:
             self.now = t
             if kind == "arrive":
                 cam, seq = data
-                tier = self.ctl.decide(FrameMeta(cam, seq, int(round(t * 1000)), 80_000))
-                lv = cloud_level(self.ctl)
+                route = self.ctl.decide(FrameMeta(cam, seq, int(round(t * 1000)), 80_000))
+                tier, lv = route.tier, route.level
                 self.accuracy.append(EDGE.accuracy if tier == "edge" else lv.accuracy)
                 if tier == "edge":
                     start = max(t, edge_free)
                     edge_free = start + 0.040
                     at(edge_free, "done", ("edge", cam, seq, t, 0.0, start - t, 40.0, False))
                     edge_q.append(seq)
-                    if not cloud_copy(self.ctl):
+                    if not route.copy:
                         continue
                     lv, handover, copy = FULL, t, True
                 else:
@@ -237,15 +236,14 @@ def test_fastva_lowers_the_level_to_meet_the_deadline() -> None:
     p = FastVAStyle(PROFILE, deadline_ms=150.0, clock=clock)
     teach_link(p, clock, bandwidth_Bps=10e6 / 8, delay_s=0.030)  # full: 64 + 60 + 20 ms
     f = FrameMeta("c", 0, int(clock.t * 1000), 80_000)
-    assert p.decide(f) == "cloud" and p.level is FULL  # meets 150 ms: the most accurate
+    assert p.decide(f) == Route("cloud", FULL)  # meets 150 ms: the most accurate
     q = FastVAStyle(PROFILE, deadline_ms=120.0, clock=clock)
     teach_link(q, clock, bandwidth_Bps=10e6 / 8, delay_s=0.030)
-    assert q.decide(FrameMeta("c", 0, int(clock.t * 1000), 80_000)) == "cloud"
-    assert q.level is HALF  # full misses 120 ms; half (0.95) beats the edge (0.90)
+    assert q.decide(FrameMeta("c", 0, int(clock.t * 1000), 80_000)) == Route("cloud", HALF)  # full misses 120 ms; half (0.95) beats the edge (0.90)
     r = FastVAStyle(SystemProfile(EDGE, CLOUD, levels=(FULL, TINY)), deadline_ms=120.0,
                     clock=clock)
     teach_link(r, clock, bandwidth_Bps=10e6 / 8, delay_s=0.030)
-    assert r.decide(FrameMeta("c", 0, int(clock.t * 1000), 80_000)) == "edge"  # 0.9 > 0.88
+    assert r.decide(FrameMeta("c", 0, int(clock.t * 1000), 80_000)).tier == "edge"  # 0.9 > 0.88
 
 
 def test_deepdecision_takes_the_most_accurate_level_within_the_deadline() -> None:
@@ -267,8 +265,8 @@ def test_deepdecision_takes_the_most_accurate_level_within_the_deadline() -> Non
 def test_jsec_sends_full_quality() -> None:
     clock = Clock()
     p = ShortestCompletion(PROFILE, clock=clock)
-    assert p.decide(FrameMeta("c", 0, 0, 80_000)) == "cloud"
-    assert cloud_level(p) is FULL
+    r = p.decide(FrameMeta("c", 0, 0, 80_000))
+    assert r.tier == "cloud" and r.level is FULL
 
 
 # -- the router ---------------------------------------------------------------------------
@@ -278,8 +276,8 @@ class Fixed:
     def __init__(self, level: QualityLevel) -> None:
         self.level = level
 
-    def decide(self, frame: FrameMeta) -> str:
-        return "cloud"
+    def decide(self, frame: FrameMeta) -> Route:
+        return Route("cloud", self.level)
 
     def learn(self, obs: Observation) -> None:
         pass

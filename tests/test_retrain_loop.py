@@ -5,6 +5,11 @@ candidate is refused.
 64 frames of vtest.avi (every 12th), darkened to 35 % of their brightness. Teacher: the
 FP32 cloud model at the default threshold (0.3). The retrainer trains on the even frames
 and validates on the odd ones. Run with ``-s`` to see the numbers.
+
+Darkness costs the edge boxes that no score threshold brings back (measured here: the
+best threshold, 0.325, gains 0.008 on held-out frames, under the 0.01 margin), so it
+takes re-quantization. A blurred lens (the same frames, Gaussian 9x9) lowers the edge's
+scores instead, and a threshold alone wins it back.
 """
 
 from __future__ import annotations
@@ -37,6 +42,13 @@ def darken(img: np.ndarray) -> np.ndarray:
     return np.clip(img.astype(np.float32) * GAIN, 0, 255).astype(np.uint8)
 
 
+def blur(img: np.ndarray) -> np.ndarray:
+    """A fogged or unfocused lens."""
+    import cv2
+
+    return cv2.GaussianBlur(img, (9, 9), 0)
+
+
 @pytest.fixture(scope="module")
 def scene(model_dir: Path, sample_video: Path) -> dict:
     clean = video_frames(sample_video, 64, start=5, step=12)
@@ -44,7 +56,9 @@ def scene(model_dir: Path, sample_video: Path) -> dict:
     dark = [darken(f) for f in clean]
     cloud = load_detector(model_dir, FP32, intra_op_threads=1)
     edge = load_detector(model_dir, INT8, intra_op_threads=1)
+    blurred = [blur(f) for f in clean]
     return {"clean": label(cloud, clean), "dark": label(cloud, dark),
+            "blurred": label(cloud, blurred),
             "edge_clean": edge.detect(clean), "edge_dark": edge.detect(dark)}
 
 
@@ -90,7 +104,7 @@ def test_threshold_calibration_wins_back_held_out_agreement(scene: dict, model_d
                                                             tmp_path: Path) -> None:
     reg = ModelRegistry(tmp_path / "registry")
     res = Retrainer(reg, model_dir, requantize=False, intra_op_threads=1).run(
-        request(), scene["dark"])
+        request(), scene["blurred"])
     print(f"\nthreshold only: {res.reason}")
     assert res.published and res.update is not None, res.reason
     assert res.metrics_after["agreement"] >= res.metrics_before["agreement"] + 0.01
@@ -104,13 +118,13 @@ def test_threshold_calibration_wins_back_held_out_agreement(scene: dict, model_d
     # the published version loads like any prepared model and reproduces the metric
     det = load_detector(reg.root / INT8, u.version, score_threshold=u.thresholds["cam1"],
                         intra_op_threads=1)
-    held = scene["dark"][1::2]
+    held = scene["blurred"][1::2]
     assert evaluate(det.detect([f.image for f in held]), [f.boxes for f in held],
                     u.thresholds["cam1"])["agreement"] == pytest.approx(
                         res.metrics_after["agreement"])
     # retraining the new version on the same frames finds nothing better: no new version
     again = Retrainer(reg, model_dir, requantize=False, intra_op_threads=1).run(
-        request().model_copy(update={"model_version": u.version}), scene["dark"])
+        request().model_copy(update={"model_version": u.version}), scene["blurred"])
     assert not again.published and again.metrics_before["threshold"] == u.thresholds["cam1"]
     assert [e.version for e in reg.history(INT8)] == [u.version]
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from autosteer.anomaly.records import Anomaly
-from autosteer.offload.policy import FixedRatio, FrameMeta, Observation, Tier
+from autosteer.offload.policy import FixedRatio, FrameMeta, Observation, Route, Tier
 from autosteer.processors.decode import encode_jpeg
 from autosteer.retrain.records import ModelUpdate, RetrainRequest
 from autosteer.rootcause.actions import ControlAction
@@ -447,9 +447,9 @@ def test_frame_meta_is_what_the_policy_sees() -> None:
     seen: list[FrameMeta] = []
 
     class Spy(FixedRatio):
-        def decide(self, frame: FrameMeta) -> Tier:
+        def decide(self, frame: FrameMeta) -> Route:
             seen.append(frame)
-            return "edge"
+            return Route("edge")
 
     r = rt(shadow_rate=0.0)
     Router(r, Spy(1.0), link=None)

@@ -13,7 +13,7 @@ from autosteer.infra.clickhouse import LocalClickHouse
 from autosteer.infra.process import free_port
 from autosteer.settings import Settings
 from autosteer.telemetry.schema import FRAMES
-from autosteer.telemetry.sink import Position, Sink
+from autosteer.telemetry.sink import Position, Positions, Sink
 from autosteer.telemetry.store import ServerStore, TelemetryStore
 from autosteer.topics.names import TopicNames
 from autosteer.topics.records import TelemetryRecord, now_ms
@@ -48,6 +48,7 @@ def test_retried_and_replayed_batches_are_stored_once(store: TelemetryStore) -> 
     again = Sink(store)
     assert again.write(FRAMES, rows, pos) == 40
     assert again.rows_skipped == 60
+    assert again.write(FRAMES, rows[50:], Positions.of(pos[50:])) == 0  # marks moved on
     assert stored(store) == (100, 100)
     # another topic's offsets are its own
     assert again.write(FRAMES, rows[:5], [Position("other", 0, i) for i in range(5)]) == 5

@@ -44,6 +44,22 @@ def test_rows_are_queryable_with_sql(store: TelemetryStore) -> None:
     assert str(res[0][3]) == "2025-11-13"
 
 
+def test_a_columnar_insert_stores_what_a_row_insert_does(store: TelemetryStore) -> None:
+    """The sink's path (insert_columns, one sequence per column) against insert (rows)."""
+    edge, cloud = rows(20, "edge"), rows(10, "cloud")
+    store.insert(FRAMES_TABLE, COLUMNS, edge)
+    store.insert_columns(FRAMES_TABLE, COLUMNS, list(zip(*cloud, strict=True)))
+    store.insert_columns(FRAMES_TABLE, COLUMNS, [() for _ in COLUMNS])  # nothing to insert
+    _, res = store.query(f"SELECT tier, count(), sum(seq), round(sum(total_ms), 1), "
+                         f"groupUniqArray(camera) FROM {store.database}.{FRAMES_TABLE} "
+                         "GROUP BY tier ORDER BY tier")
+    assert [(r[0], r[1], r[2], r[3], sorted(r[4])) for r in res] == [
+        ("cloud", 10, 45, 345.0, ["cam0", "cam1", "cam2"]),
+        ("edge", 20, 190, 790.0, ["cam0", "cam1", "cam2"])]
+    with pytest.raises(ValueError, match="columns of values"):
+        store.insert_columns(FRAMES_TABLE, COLUMNS, list(zip(*cloud, strict=True))[:-1])
+
+
 def test_unqualified_table_names_mean_the_telemetry_database(store: TelemetryStore) -> None:
     store.insert(FRAMES_TABLE, COLUMNS, rows(30, "edge"))
     _, res = store.query(f"SELECT count() FROM {FRAMES_TABLE}", readonly=True)

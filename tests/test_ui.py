@@ -73,11 +73,12 @@ def flowing(driver: Any) -> bool:
 
 
 def until(driver: Any, pred: Callable[[Any], Any], timeout_s: float, what: str) -> Any:
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    try:
-        return WebDriverWait(driver, timeout_s, poll_frequency=0.5).until(pred)
+    try:  # the page re-renders its tables each second: a row read mid-render is read again
+        return WebDriverWait(driver, timeout_s, poll_frequency=0.5,
+                             ignored_exceptions=(StaleElementReferenceException,)).until(pred)
     except TimeoutException:
         raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}; the page "
                              f"shows nodes {states(driver)} and rates "

@@ -11,6 +11,8 @@ makes, the topics a worker subscribes to, :data:`PUBLIC_RECORDS` and the JSON Sc
 ['frames.edge', 'frames.cloud']
 >>> by_suffix("models.updates").record.__name__
 'ModelUpdate'
+>>> dict(by_suffix("frames.edge").config)["retention.ms"], by_suffix("detections").config
+('3600000', ())
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Topic:
     description: str
     partitions: int | None = None  # None: AUTOSTEER_PARTITIONS
     public: bool = True  # read or written by users; the others are internal
+    config: tuple[tuple[str, str], ...] = ()  # topic configs set at creation (Kafka)
 
     @property
     def attr(self) -> str:
@@ -53,14 +56,23 @@ class Topic:
         return self.suffix.replace(".", "_")
 
 
+# Frames are the bulk of the data (about 120 KB each) and are shed after
+# AUTOSTEER_MAX_FRAME_AGE_MS anyway: an hour's retention, in 10-minute segments (retention
+# deletes closed segments only). Every other topic keeps the broker's default. tansu
+# applies no retention at all.
+FRAME_RETENTION: tuple[tuple[str, str], ...] = (("retention.ms", "3600000"),
+                                                ("segment.ms", "600000"))
+
 CATALOG: tuple[Topic, ...] = (
-    Topic("frames", FrameRecord, "camera id", "input frames from cameras and producers"),
+    Topic("frames", FrameRecord, "camera id", "input frames from cameras and producers",
+          config=FRAME_RETENTION),
     Topic("cameras", CameraCommand, "camera id", "camera registrations (start/stop RTSP "
           "ingest)", partitions=1),
     Topic("frames.edge", FrameRecord, "camera id", "frames the router sent to the edge "
-          "tier (the bytes of frames)", public=False),
+          "tier (the bytes of frames)", public=False, config=FRAME_RETENTION),
     Topic("frames.cloud", FrameRecord, "camera id", "frames the router sent to the cloud "
-          "tier (re-encoded at the policy's quality level)", public=False),
+          "tier (re-encoded at the policy's quality level)", public=False,
+          config=FRAME_RETENTION),
     Topic("detections", Detection, "camera:seq", "results: one per frame (ok, or shed)"),
     Topic("telemetry", TelemetryRecord, "node", "sampled per-frame telemetry rows"),
     Topic("telemetry.windows", WindowRecord, "node", "per-window counters and sketches"),

@@ -43,6 +43,7 @@ class TopicSpec:
     partitions: int
     description: str
     public: bool  # public topics are read or written by users; the others are internal
+    config: tuple[tuple[str, str], ...] = ()  # topic configs set at creation
 
 
 @dataclass(frozen=True)
@@ -75,5 +76,5 @@ class TopicNames:
 
     def specs(self, partitions: int) -> list[TopicSpec]:
         """Every topic autosteer creates, with its partition count."""
-        return [TopicSpec(self.of(t), t.partitions or partitions, t.description, t.public)
-                for t in _catalog()]
+        return [TopicSpec(self.of(t), t.partitions or partitions, t.description, t.public,
+                          t.config) for t in _catalog()]

@@ -136,9 +136,17 @@ class Detection(Record):
     height: int
     boxes: list[Box]
     latency: Latency
-    status: Literal["ok", "shed"] = Field(
-        "ok", description="'shed': the frame waited longer than AUTOSTEER_MAX_FRAME_AGE_MS "
-        "and was dropped on purpose (no boxes); every frame still gets one result")
+    status: Literal["ok", "shed", "reused"] = Field(
+        "ok", description="'shed': the frame waited longer than AUTOSTEER_MAX_FRAME_AGE_MS, "
+        "or the router saw no tier meet AUTOSTEER_SLO_MS (see reason), and was dropped on "
+        "purpose (no boxes); 'reused': the router's motion gate (AUTOSTEER_MOTION_GATE) "
+        "found the frame unchanged and carried forward the boxes of its camera's detected "
+        "frame reused_from; every frame still gets one result")
+    reused_from: int | None = Field(None, ge=0, description="for status 'reused': the seq "
+                                    "of the camera's detected frame whose boxes these are")
+    reason: str = Field("", description="why a frame was not detected as usual (empty for "
+                        "'ok'), e.g. the router's 'hopeless: 310 ms at best > SLO 150 ms' "
+                        "when no tier could meet AUTOSTEER_SLO_MS")
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -201,6 +209,8 @@ class WindowRecord(Record):
     sum_total_ms: float = Field(description="sum of end-to-end latency (exact)")
     max_total_ms: float = Field(description="largest end-to-end latency (exact)")
     max_queue_depth: int = 0
+    reused: int = Field(0, ge=0, description="frames answered with this model's "
+                        "carried-forward detection (motion gate); not in frames")
     distinct_frames: float = Field(description="HLL estimate of distinct camera:seq; "
                                    "frames - distinct_frames = frames processed twice")
     total_ms: QuantileSummary = Field(description="end-to-end latency sketch (REQ, tail-accurate)")
@@ -296,8 +306,11 @@ class NodeRecord(Record):
     send_failures: int = 0
     frames_dropped: int = Field(0, description="camera frames the producer could not take")
     frames_skipped: int = Field(0, description="camera frames skipped by the fps cap")
-    frames_shed: int = Field(0, description="frames dropped by the detectors for being older "
-                             "than AUTOSTEER_MAX_FRAME_AGE_MS")
+    frames_shed: int = Field(0, description="frames answered status shed: by the detectors for "
+                             "being older than AUTOSTEER_MAX_FRAME_AGE_MS, by the router when "
+                             "no tier could meet AUTOSTEER_SLO_MS")
+    frames_reused: int = Field(0, description="frames the router's motion gate answered "
+                               "with their camera's last detection (never detected)")
     telemetry_rows: int = 0
     store_retries: int = 0
 

@@ -10,6 +10,12 @@ detecting is shed with a ``status: "shed"`` result; a bad one is dead-lettered.
 
 For the cloud tier behind an emulated link, results go back over it: they are published
 one delay later, the next batch does not wait for them.
+
+Exactly-once (a :class:`~autosteer.streams.kafka.TransactionalStream` is given, on a
+broker with transactions): the role registers no Faust agent. Its own consumer reads the
+tier topic, one batch at a time, and each batch's results, shed results and dead letters
+go out in one transaction with the batch's next input offsets. Faust never commits these
+offsets, so there is one committer. Telemetry rows stay at-least-once (keyed by node).
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from autosteer.offload.policy import Tier
 from autosteer.processors.decode import DecodeLimits
 from autosteer.processors.detector import Detector
 from autosteer.retrain.records import ModelUpdate
+from autosteer.streams.bus import Bus
 from autosteer.streams.events import incoming
+from autosteer.streams.kafka import TransactionalStream
 from autosteer.streams.pipeline import Canary, DetectStage, Prepared, Rejected, Result
 from autosteer.streams.roles.telemetry import Tap
 from autosteer.streams.runtime import Runtime
@@ -47,7 +55,8 @@ class DetectorRole:
     """The ``detect-<tier>`` agent, its stage (model, canary, thresholds) and counts."""
 
     def __init__(self, rt: Runtime, tier: Tier, load: Callable[[], Detector], tap: Tap,
-                 faults: Faults, link: EmulatedLink | None = None) -> None:
+                 faults: Faults, link: EmulatedLink | None = None,
+                 stream: TransactionalStream | None = None) -> None:
         s = rt.settings
         self.rt = rt
         self.tier = tier
@@ -65,8 +74,15 @@ class DetectorRole:
         self._infer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{tier}")
         self._in_model: list[asyncio.Future] = []  # the batch in the model (at most one)
         self._legs: set[asyncio.Future] = set()  # results on their way back over the link
-        rt.agent(rt.names.tier_topic(tier), self.name, self.on_frames, size=s.batch_size,
-                 within=s.batch_wait_s, retry=self.retry, drain=self.settle)
+        self.stream = stream
+        self.out: Bus = stream.bus if stream is not None else rt.bus  # where results go
+        if stream is None:
+            rt.agent(rt.names.tier_topic(tier), self.name, self.on_frames, size=s.batch_size,
+                     within=s.batch_wait_s, retry=self.retry, drain=self.settle)
+        else:
+            rt.health.register(self.name, "agent")
+            rt.on_start(self.run_transactional)
+            rt.on_stop(stream.close)
 
     async def ready_stage(self) -> DetectStage:
         """The stage, loading the model on first use (in the inference thread)."""
@@ -137,38 +153,86 @@ class DetectorRole:
             results, failed = await asyncio.get_running_loop().run_in_executor(
                 self._infer, functools.partial(stage.infer, prepared, taken, depth,
                                                extra_s=self.faults.delay_ms / 1000))
-            if self.link is not None:
-                back = self.link.delay_s + self.link.jitter()
-                leg = asyncio.ensure_future(self._return_leg(
-                    back, stage, prepared, [r.returned(back * 1000) for r in results],
-                    failed, events))
-                self._legs.add(leg)
-                leg.add_done_callback(self._legs.discard)
-                return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - nothing escapes an agent
+            await self._recover_and_ack(events, exc)
+            return
+        if self.link is None:
+            await self._publish_and_ack(stage, prepared, results, failed, events)
+            return
+        back = self.link.delay_s + self.link.jitter()
+        leg = asyncio.ensure_future(self._publish_and_ack(
+            stage, prepared, [r.returned(back * 1000) for r in results], failed, events,
+            after_s=back))
+        self._legs.add(leg)
+        leg.add_done_callback(self._legs.discard)
+
+    async def _publish_and_ack(self, stage: DetectStage, prepared: Prepared,
+                               results: list[Result], failed: list[Rejected],
+                               events: Sequence[Any], after_s: float = 0.0) -> None:
+        """Publish a batch's results (``after_s`` later: the leg back over the link), then
+        ack its messages; if publishing raises, the batch is recovered first."""
+        if after_s:
+            await asyncio.sleep(after_s)
+        try:
             await self.publish(stage, prepared, results, failed)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - nothing escapes an agent
-            await self.rt.supervisor.recover(self.name, events, exc, self.detect_now)
+            await self._recover_and_ack(events, exc)
+            return
         for e in events:  # now safe to commit: results are in the producer
             e.ack()
 
-    async def _return_leg(self, back_s: float, stage: DetectStage, prepared: Prepared,
-                          results: list[Result], failed: list[Rejected],
-                          events: Sequence[Any]) -> None:
-        await asyncio.sleep(back_s)
-        try:
-            await self.publish(stage, prepared, results, failed)
-        except Exception as exc:  # noqa: BLE001 - nothing escapes an agent
-            await self.rt.supervisor.recover(self.name, events, exc, self.detect_now)
+    async def _recover_and_ack(self, events: Sequence[Any], exc: Exception) -> None:
+        await self.rt.supervisor.recover(self.name, events, exc, self.detect_now)
         for e in events:
             e.ack()
+
+    # --- exactly-once: own consumer, one transaction per batch ---------------------------
+    async def detect_batch(self, events: Sequence[Any]) -> None:
+        """Detect and publish one batch to :attr:`out` (the transactional path)."""
+        stage = await self.ready_stage()
+        taken, loop = now_ms(), asyncio.get_running_loop()
+        prepared = await loop.run_in_executor(self._decode, stage.prepare,
+                                              [incoming(e) for e in events])
+        results, failed = await loop.run_in_executor(
+            self._infer, functools.partial(stage.infer, prepared, taken, len(events),
+                                           extra_s=self.faults.delay_ms / 1000))
+        if self.link is not None:
+            back = self.link.delay_s + self.link.jitter()
+            await asyncio.sleep(back)
+            results = [r.returned(back * 1000) for r in results]
+        await self.publish(stage, prepared, results, failed)
+
+    async def run_transactional(self) -> None:
+        """Batches from the stream, each detected under the supervisor's guard and
+        committed with its offsets in one transaction; a failed transaction's batch is
+        read again (the stream reopens from the committed offsets)."""
+        stream, s = self.stream, self.rt.settings
+        assert stream is not None
+        while not stream.closed.is_set():
+            try:
+                events = await stream.batch(s.batch_size, s.batch_wait_s)
+                if not events:
+                    self.rt.health.progress(self.name)
+                    continue
+                await self.rt.supervisor.guard(self.name, events, self.detect_batch,
+                                               self.detect_now)
+                await stream.commit(events)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - e.g. the broker is unreachable
+                stream.bus.take()  # the batch's results are not sent
+                await stream.reopen()  # and it comes again, from the committed offsets
+                await self.rt.supervisor.recover(self.name, [], exc, self.detect_now)
 
     async def publish(self, stage: DetectStage, prepared: Prepared, results: list[Result],
                       failed: list[Rejected]) -> None:
         """Results, shed results and dead letters of one batch; a result that cannot be
         serialized or sent is dead-lettered instead, the others go on."""
-        bus, names = self.rt.bus, self.rt.names
+        bus, names = self.out, self.rt.names
         unsent: list[Rejected] = []
         for r in results:
             try:

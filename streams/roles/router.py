@@ -1,9 +1,14 @@
 """Role ``router``: frames -> edge or cloud, chosen per frame by the offload policy.
 
 - ``router``   ``<prefix>.frames`` -> ``frames.edge`` | ``frames.cloud`` (and the
-  shadows of some edge frames to the cloud, see :mod:`.shadows`);
+  shadows of some edge frames to the cloud, see :mod:`.shadows`); a frame the policy
+  sheds (no tier could meet ``AUTOSTEER_SLO_MS``) is answered at once on
+  ``<prefix>.detections`` with ``status: "shed"`` and the reason, and counted in
+  ``shed``;
 - ``feedback`` ``<prefix>.detections`` -> ``policy.learn``: the policy sees what its
   choices did; edge detections also complete shadow pairs;
+- with ``AUTOSTEER_MOTION_GATE=on``, frames that changed nothing since their camera's
+  last detected frame never reach the policy: :mod:`.gate` answers them ``reused``;
 - ``offload-decisions`` (each second): the policy's control step, if it has one
   (:class:`Controlled`), published on ``<prefix>.offload.decisions``.
 
@@ -24,8 +29,10 @@ from autosteer.offload.link import EmulatedLink
 from autosteer.offload.policy import OffloadPolicy
 from autosteer.streams.events import incoming
 from autosteer.streams.pipeline import Routed, observations, parse_valid, route
+from autosteer.streams.roles.gate import Gate
 from autosteer.streams.roles.shadows import ShadowPairing, ShadowSampler
 from autosteer.streams.runtime import Runtime
+from autosteer.telemetry.window import WindowAggregator
 from autosteer.topics import headers as H
 from autosteer.topics.records import Detection, OffloadDecision, now_ms
 
@@ -45,15 +52,18 @@ class Controlled(Protocol):
 class Router:
     """The router's agents and timer; owns the policy's state and its counts."""
 
-    def __init__(self, rt: Runtime, policy: OffloadPolicy, link: EmulatedLink | None) -> None:
+    def __init__(self, rt: Runtime, policy: OffloadPolicy, link: EmulatedLink | None,
+                 windows: WindowAggregator | None = None) -> None:
         s = rt.settings
         self.rt = rt
         self.policy = policy
         self.link = link
         self.routed = {"edge": 0, "cloud": 0}
+        self.shed = 0  # frames answered status "shed" here (no tier could meet the SLO)
         self.decisions: deque[OffloadDecision] = deque(maxlen=600)
         self.sampler = ShadowSampler(s.shadow_rate, s.retrain_shadow_rate)
         self.pairing = ShadowPairing(rt, policy.learn)
+        self.gate = Gate(rt, self.pairing, windows) if s.motion_gate == "on" else None
         self._held: set[asyncio.Future] = set()
         rt.agent(rt.names.frames, "router", self.on_frames, size=256, within=0.005)
         rt.agent(rt.names.detections, "feedback", self.on_detections, size=256, within=0.05)
@@ -67,11 +77,19 @@ class Router:
 
     async def on_frames(self, events: Sequence[Any]) -> None:
         names = self.rt.names
-        routed, rejected = route([incoming(e) for e in events], self.policy, self.sampler.due)
+        items, still = (self.gate.admit(events) if self.gate is not None
+                        else ([incoming(e) for e in events], []))
+        routed, rejected = route(items, self.policy, self.sampler.due)
         now = now_ms()
         by_pos = {(e.message.partition, e.message.offset): e for e in events}
         for r in routed:
             event = by_pos[(r.item.partition, r.item.offset)]
+            if r.shed_reason is not None:  # answered here, sent nowhere: an SLO miss
+                self.shed += 1
+                key = f"{r.frame.camera}:{r.frame.seq}".encode()  # the result key
+                await self.rt.bus.publish(names.detections, key,
+                                          r.shed_detection(self.rt.settings.node, now).dumps())
+                continue
             self.routed[r.tier] += 1
             headers = self._headers(r, now, r.tier, shadow=False)
             if r.tier == "cloud" and self.link is not None:
@@ -93,6 +111,8 @@ class Router:
                     await self.rt.bus.publish(names.frames_cloud, self._key(r),
                                               r.item.value or b"", headers)
         await self.rt.bus.dead_letter(rejected)
+        if self.gate is not None:  # still frames: answered with their source's boxes
+            await self.gate.answer(still)
 
     @staticmethod
     def _key(r: Routed) -> bytes:
@@ -119,10 +139,16 @@ class Router:
         task.add_done_callback(self._held.discard)
 
     async def on_detections(self, events: Sequence[Any]) -> None:
-        detections = parse_valid((e.message.value for e in events), Detection)
-        for obs in observations(detections):
+        detections, received = [], []
+        for item in (incoming(e) for e in events):
+            for d in parse_valid([item.value], Detection):
+                detections.append(d)
+                received.append(item.received_ms)  # the result is back here: measured
+        for obs in observations(detections, received):
             self.policy.learn(obs)
         await self.pairing.on_edge(detections)
+        if self.gate is not None:
+            await self.gate.on_detections(detections)
 
     async def control_step(self) -> None:
         """Run the policy's control step (if it has one) and publish what it decided."""

@@ -6,10 +6,16 @@ decides which). The cloud's answer (``<prefix>.shadow``) and the edge's detectio
 each pair into a :class:`~autosteer.topics.records.QualityRecord` (their agreement) on
 ``<prefix>.quality`` and hands it to its listeners (drift watch, canary judge). The
 cloud's answer on a *copy* the offload policy asked for also goes to the policy.
+
+The motion gate's checks (:mod:`.gate`) come back the same way: a reused frame that was
+also detected fresh is compared with the answer it was given (:meth:`expect_check`); that
+agreement is the gate's accuracy cost (``gate_agreement``), kept apart from edge/cloud
+agreement (no quality record, no listener).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -19,7 +25,7 @@ from autosteer.offload.policy import Observation
 from autosteer.retrain.agreement import agreement
 from autosteer.streams.pipeline import copy_observation, parse_valid
 from autosteer.streams.runtime import Runtime
-from autosteer.topics.records import Detection, QualityRecord, ShadowResult, now_ms
+from autosteer.topics.records import Box, Detection, QualityRecord, ShadowResult, now_ms
 
 PAIR_TIMEOUT_S = 120.0  # a pair that never completed (lost, shed) is dropped
 
@@ -80,6 +86,9 @@ class ShadowPairing:
         self._shadowed: dict[tuple[str, int], float] = {}  # frames awaiting a pair
         self._copies: dict[tuple[str, int], float] = {}  # shadows the policy asked for
         self._pairs: dict[tuple[str, int], dict[str, Any]] = {}
+        self._checks: dict[tuple[str, int], tuple[float, list[Box]]] = {}  # gate checks
+        self.gate_agreements: deque[float] = deque(maxlen=1000)  # reused vs fresh, latest
+        self.gate_checks = 0  # gate checks answered
         rt.agent(rt.names.shadow, "shadows", self.on_shadows, size=64, within=0.1)
 
     def expect(self, camera: str, seq: int, copy: bool) -> None:
@@ -88,6 +97,18 @@ class ShadowPairing:
         self._shadowed[(camera, seq)] = now
         if copy:
             self._copies[(camera, seq)] = now
+
+    def expect_check(self, camera: str, seq: int, reused: Sequence[Box]) -> None:
+        """The motion gate answered this frame with ``reused`` boxes and also sent it to
+        be detected fresh: compare the two when the fresh answer comes."""
+        self._checks[(camera, seq)] = (time.time(), list(reused))
+
+    @property
+    def gate_agreement(self) -> float:
+        """Mean F1 of reused answers against fresh ones over the latest checks (NaN
+        before the first): the motion gate's accuracy."""
+        xs = self.gate_agreements
+        return sum(xs) / len(xs) if xs else math.nan
 
     @property
     def waiting(self) -> int:
@@ -99,7 +120,7 @@ class ShadowPairing:
         if not self._shadowed:
             return
         for d in detections:
-            if d.tier == "edge" and (d.camera, d.seq) in self._shadowed:
+            if d.status == "ok" and d.tier == "edge" and (d.camera, d.seq) in self._shadowed:
                 self._pairs.setdefault((d.camera, d.seq), {})["edge"] = d
         await self._publish()
 
@@ -107,6 +128,11 @@ class ShadowPairing:
         """Cloud answers on shadow frames."""
         for sr in parse_valid((e.message.value for e in events), ShadowResult):
             key = (sr.camera, sr.seq)
+            check = self._checks.pop(key, None)
+            if check is not None:  # a motion gate check, not an edge/cloud pair
+                self.gate_agreements.append(agreement(check[1], sr.boxes))
+                self.gate_checks += 1
+                continue
             self._pairs.setdefault(key, {})["cloud"] = sr
             self._shadowed.setdefault(key, time.time())
             if self._copies.pop(key, None) is not None:
@@ -137,6 +163,8 @@ class ShadowPairing:
             self._shadowed.pop(key, None)
             self._pairs.pop(key, None)
             self._copies.pop(key, None)
+        for key in [k for k, (ts, _) in self._checks.items() if ts < cutoff]:
+            self._checks.pop(key, None)
 
 
 def _mean(xs: Sequence[float]) -> float:

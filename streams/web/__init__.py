@@ -32,13 +32,13 @@ from autosteer.streams.web.cluster import (
     markers,
     node_health,
 )
-from autosteer.streams.web.live import CameraLive, LiveView, RateMeter, quantiles
+from autosteer.streams.web.live import CameraLive, CounterRates, LiveView, quantiles
 from autosteer.streams.web.prometheus import Family, Histogram, exposition, metric_families
 from autosteer.streams.web.routes import register_pages
 from autosteer.streams.web.state import Web
 from autosteer.streams.web.thumbnails import render_thumbnail
 
-__all__ = ["CameraLive", "Family", "Histogram", "LiveView", "RateMeter", "Web",
+__all__ = ["CameraLive", "Family", "Histogram", "LiveView", "CounterRates", "Web",
            "cluster_heartbeats", "events",
            "exposition", "graph", "inprocess_heartbeats", "markers", "metric_families",
            "node_health", "quantiles", "register_pages", "render_thumbnail"]

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
-from autosteer.telemetry.schema import latency_quantiles_sql
+from autosteer.telemetry.schema import (
+    Query,
+    fps,
+    latency_quantiles_sql,
+    offload_ratio,
+    throughput,
+    throughput_sql,
+)
 
 log = logging.getLogger(__name__)
 
@@ -17,11 +24,6 @@ FEED_KINDS = {"anomaly": "anomalies", "root_cause": "root_causes",
               "retrain_request": "retrain_requests", "drift": "drift",
               "model_swap": "model_swaps", "action": "actions"}
 
-
-
-Query = Callable[[str], tuple[list[str], list[tuple[Any, ...]]]]
-
-
 def jsonable(v: Any) -> Any:
     if isinstance(v, (int, float, str, bool)) or v is None:
         return v
@@ -30,9 +32,7 @@ def jsonable(v: Any) -> Any:
     return str(v)
 
 
-# --- Prometheus text exposition ---------------------------------------------------------
-
-
+# --- nodes: heartbeats, rates, health -----------------------------------------------------
 COUNTERS = ("routed_edge", "routed_cloud", "detected_edge", "detected_cloud", "dead_letters")
 
 
@@ -182,42 +182,39 @@ def inprocess_heartbeats(raw: Any) -> dict[str, Any]:
 
 
 def timeline(query: Query, db: str, since_ms: int, bucket_s: int) -> dict[str, Any]:
-    """Latency quantiles, throughput and offload ratio in ``bucket_s`` buckets, from the
-    windows (quantile sketches merge with ``quantileExactWeighted``)."""
+    """Latency quantiles, throughput and offload ratio (the cloud share) in ``bucket_s``
+    buckets, from the windows (quantile sketches merge with ``quantileExactWeighted``;
+    fps is :func:`~autosteer.telemetry.schema.fps`, frames over the seconds covered)."""
     t = f"intDiv(ts_ms, {bucket_s * 1000}) * {bucket_s}"
     lat_sql = latency_quantiles_sql(db, t, since_ms)
-    # frames per second of the windows in the bucket (a bucket the worker ran only part
-    # of, such as the first one, is not diluted)
-    fps_sql = (f"SELECT {t} AS t, tier, sum(frames), uniqExact(ts_ms) * max(window_s) "
-               f"FROM {db}.telemetry_windows WHERE ts_ms >= {since_ms} "
-               f"GROUP BY t, tier ORDER BY t, tier")
+    fps_sql = throughput_sql(db, t, since_ms)
     _, lat = query(lat_sql)
-    _, fps = query(fps_sql)
+    _, rows = query(fps_sql)
     per_t: dict[int, dict[str, float]] = {}
-    for ts, tier, n, _ in fps:
+    for ts, tier, n, *_ in rows:
         per_t.setdefault(int(ts), {})[str(tier)] = float(n)
     return {
         "latency": [{"t": int(ts), "tier": str(tier), "p50_ms": float(a), "p95_ms": float(b),
                      "p99_ms": float(c)} for ts, tier, a, b, c in lat],
-        "throughput": [{"t": int(ts), "tier": str(tier), "fps": float(n) / max(1, int(span))}
-                       for ts, tier, n, span in fps],
-        "offload": [{"t": ts, "ratio": v.get("cloud", 0.0) / (sum(v.values()) or 1.0)}
-                    for ts, v in sorted(per_t.items())],
+        "throughput": [{"t": int(ts), "tier": tier, "fps": rate}
+                       for ts, tier, rate in throughput(rows)],
+        "offload": [{"t": ts, "ratio": offload_ratio(v)} for ts, v in sorted(per_t.items())],
         "sql": {"latency": lat_sql, "throughput": fps_sql},
     }
 
 
 def cluster_cameras(query: Query, db: str, since_ms: int) -> dict[str, dict[str, Any]]:
-    """Per camera over the windows since ``since_ms``: frames, fps and latency p50/p95."""
+    """Per camera over the windows since ``since_ms``: frames, fps (over the seconds the
+    camera's windows cover) and latency p50/p95."""
     _, counts = query(
-        f"SELECT camera, sum(frames), min(ts_ms), max(ts_ms + window_s * 1000) "
+        f"SELECT camera, sum(frames), groupUniqArray(ts_ms), max(window_s) "
         f"FROM {db}.telemetry_windows WHERE ts_ms >= {since_ms} GROUP BY camera")
     _, lat = query(
         f"SELECT camera, quantileExactWeighted(0.5)(v, w), quantileExactWeighted(0.95)(v, w) "
         f"FROM {db}.telemetry_windows ARRAY JOIN total_ms_values AS v, total_ms_weights AS w "
         f"WHERE ts_ms >= {since_ms} GROUP BY camera")
-    out = {str(c): {"frames": int(n), "fps": round(int(n) / max(1.0, (e - s) / 1000.0), 3)}
-           for c, n, s, e in counts}
+    out = {str(c): {"frames": int(n), "fps": round(fps(int(n), starts, float(w)), 3)}
+           for c, n, starts, w in counts}
     for c, p50, p95 in lat:
         out.setdefault(str(c), {}).update(p50_ms=float(p50), p95_ms=float(p95))
     return out
@@ -269,6 +266,3 @@ def markers(feed: Any, since_ms: int) -> list[dict[str, Any]]:
     out = [e for kind in MARKER_KINDS for e in feeds[FEED_KINDS[kind]]
            if isinstance(e.get("ts_ms"), (int, float)) and e["ts_ms"] >= since_ms]
     return sorted(out, key=lambda e: e["ts_ms"])
-
-
-# --- the web side -----------------------------------------------------------------------

@@ -19,13 +19,10 @@ from faust.sensors import Sensor
 log = logging.getLogger(__name__)
 
 
-
-
-
-class RateMeter:
+class CounterRates:
     """Per-second rates of growing counters, from snapshots taken about every second.
 
-    >>> m = RateMeter(span_s=5)
+    >>> m = CounterRates(span_s=5)
     >>> m.sample(0.0, {"a": 0})
     >>> m.sample(2.0, {"a": 10})
     >>> m.rate("a"), m.rate("b")

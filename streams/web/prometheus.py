@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from autosteer.streams.web.live import LiveView, RateMeter
+    from autosteer.streams.web.live import CounterRates, LiveView
     from autosteer.streams.worker import WorkerView
 
 
@@ -105,7 +105,8 @@ def exposition(families: Iterable[Family]) -> str:
 # --- live state of this worker ----------------------------------------------------------
 
 
-def _round(v: float | None, nd: int = 2) -> float | None:
+def rounded(v: float | None, nd: int = 2) -> float | None:
+    """``v`` rounded to ``nd`` digits (None stays None)."""
     return None if v is None else round(v, nd)
 
 
@@ -143,7 +144,7 @@ def _consumer_lag(app: Any) -> dict[tuple[str, int], int]:
 
 
 def metric_families(view: WorkerView, app: Any, live: LiveView,
-                    meter: RateMeter) -> list[Family]:
+                    meter: CounterRates) -> list[Family]:
     """This worker's metrics: counters since it started, latency histograms of the
     detections it published, queue depths, consumer lag, models in use."""
     s, c = view.settings, view.counts()
@@ -162,8 +163,12 @@ def metric_families(view: WorkerView, app: Any, live: LiveView,
                  ("send_failures", "send_failures", "Produce requests that failed."),
                  ("telemetry_rows", "telemetry_rows", "Telemetry rows the sink stored."),
                  ("store_retries", "store_retries", "Failed telemetry store writes (retried)."),
-                 ("frames_shed", "frames_shed", "Frames this worker's detectors shed for "
-                  "their age (AUTOSTEER_MAX_FRAME_AGE_MS)."))]
+                 ("frames_shed", "frames_shed", "Frames this worker answered status shed: "
+                  "detectors, for their age (AUTOSTEER_MAX_FRAME_AGE_MS); the router, when no "
+                  "tier could meet AUTOSTEER_SLO_MS."))]
+    plain.append(Family("autosteer_frames_reused_total", "counter", "Frames this worker's "
+                        "router answered with their camera's last detection (motion gate, "
+                        "AUTOSTEER_MOTION_GATE); never detected.").add(c.get("frames_reused", 0)))
     cam_frames = Family("autosteer_camera_frames_total", "counter",
                         "Camera frames read, sent, skipped (fps cap) and dropped (producer "
                         "full) by this worker's ingest.")
@@ -184,12 +189,11 @@ def metric_families(view: WorkerView, app: Any, live: LiveView,
     for (tier, stage), h in sorted(live.latency.items()):
         latency.add_histogram(h, tier=tier, stage=stage)
     edge, cloud = (meter.rate(f"routed_{t}") for t in TIERS)
-    if edge is None or cloud is None or edge + cloud == 0:
-        edge, cloud = c["routed_edge"], c["routed_cloud"]
     offload = Family("autosteer_offload_ratio", "gauge",
                      "Share of frames this worker's router sent to the cloud tier over the "
                      "last 5 s (since start when none came meanwhile; NaN before the first).")
-    offload.add(cloud / (edge + cloud) if edge + cloud else math.nan)
+    windowed = edge is not None and cloud is not None and edge + cloud > 0
+    offload.add(cloud / (edge + cloud) if windowed else view.offload_ratio())  # type: ignore[operator]
     depth = Family("autosteer_queue_depth", "gauge", "Messages waiting in each agent's buffer.")
     for agent, n in sorted(_queue_depths(app).items()):
         depth.add(n, agent=agent)
@@ -197,6 +201,15 @@ def metric_families(view: WorkerView, app: Any, live: LiveView,
                  "Messages behind the end of each assigned partition (committed offset).")
     for (topic, part), n in sorted(_consumer_lag(app).items()):
         lag.add(n, topic=topic, partition=part)
+    broker_lag = Family("autosteer_broker_consumer_lag", "gauge",
+                        "Per topic and consumer group of this deployment: the partitions' "
+                        "high watermarks minus the group's committed offsets, as the broker "
+                        "reports them (Kafka only: tansu's watermarks are wrong).")
+    for (topic, group), n in sorted(view.broker_lag().items()):
+        broker_lag.add(n, topic=topic, group=group, source="broker")
+    delivery = Family("autosteer_delivery_info", "gauge",
+                      "The delivery guarantee of this worker's detection results.")
+    delivery.add(1, guarantee=view.delivery.guarantee)
     model = Family("autosteer_model_info", "gauge",
                    "Model each detector tier of this worker last used.")
     for tier, (mid, ver, _) in sorted(live.models.items()):
@@ -205,7 +218,8 @@ def metric_families(view: WorkerView, app: Any, live: LiveView,
                            "Messages the UI sensor could not read (see the worker log).")
     sensor_errors.add(live.errors)
     return [node_info, routed, detected, *plain, cam_frames, cam_up, cam_det, latency,
-            offload, depth, lag, model, sensor_errors, *agent_families(view.health)]
+            offload, depth, lag, broker_lag, delivery, model, sensor_errors,
+            *agent_families(view.health)]
 
 
 def agent_families(health: Any) -> list[Family]:

@@ -97,6 +97,9 @@ def register_pages(app: Any, view: WorkerView) -> Web:
                 "cameras": {k: {"url": v.url, **v.stats.as_dict()}
                             for k, v in view.cameras().items()},
                 "agents": view.health.snapshot(),
+                "delivery": view.delivery.as_dict(),
+                "broker_lag": [{"topic": t, "group": g, "lag": n}
+                               for (t, g), n in sorted(view.broker_lag().items())],
             })
 
     class Metrics(web.View):

@@ -22,8 +22,8 @@ from autosteer.streams.web.cluster import (
     node_health,
     timeline,
 )
-from autosteer.streams.web.live import LiveView, RateMeter, quantiles
-from autosteer.streams.web.prometheus import _round, exposition, metric_families
+from autosteer.streams.web.live import CounterRates, LiveView, quantiles
+from autosteer.streams.web.prometheus import exposition, metric_families, rounded
 from autosteer.streams.web.thumbnails import render_thumbnail
 from autosteer.topics.records import now_ms
 
@@ -77,7 +77,7 @@ class Web:
         self.app = app
         self.settings = view.settings
         self.live = LiveView(view.names)
-        self.meter = RateMeter()
+        self.meter = CounterRates()
         self.cache = _Cache()
         self.grace_s = 2 * self.settings.sink_flush_s + 1.0
         self.beats: dict[str, deque[tuple[Any, ...]]] = {}  # in-process heartbeat history
@@ -160,10 +160,10 @@ class Web:
             shown = live.shown if live else None
             rows.append({
                 "camera": name,
-                "fps_in": _round(fps_in), "fps_out": _round(self.meter.rate(f"cam_out:{name}")),
+                "fps_in": rounded(fps_in), "fps_out": rounded(self.meter.rate(f"cam_out:{name}")),
                 "frames_detected": live.detected if live else 0,
                 "frames_shed": live.shed if live else 0,
-                "p50_ms": _round(p50), "p95_ms": _round(p95),
+                "p50_ms": rounded(p50), "p95_ms": rounded(p95),
                 "ingest": ({"url": ing.url, **ing.stats.as_dict()} if ing else None),
                 "frames_dropped": ing.stats.frames_dropped if ing else None,
                 "frames_skipped": ing.stats.frames_skipped if ing else None,

@@ -347,6 +347,16 @@ async function refreshAgents() {
     el("td", { text: String(a.restarts) }), el("td", { text: `${fmt(a.progress_age_s)} s ago` }),
     el("td", { class: "muted", text: a.last_error || "" })));
   replace(document.querySelector("#agents tbody"), ...rows);
+  const delivery = body.delivery || {};
+  const pill = document.getElementById("delivery");
+  pill.textContent = delivery.guarantee || "delivery?";
+  pill.dataset.state = delivery.guarantee === "exactly-once" ? "ok" : "unknown";
+  pill.title = delivery.reason || "";
+  const lag = body.broker_lag || [];
+  const table = document.getElementById("broker-lag");
+  table.hidden = lag.length === 0;  // on tansu: no real watermarks, the agents' counts stand
+  replace(table.querySelector("tbody"), ...lag.map((r) => el("tr", {},
+    el("td", { text: r.topic }), el("td", { text: r.group }), el("td", { text: String(r.lag) }))));
 }
 
 function setDatabase(db) {

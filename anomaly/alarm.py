@@ -1,6 +1,6 @@
 """A scorer plus the rules that decide when to page: warm-up, hysteresis, no poisoning.
 
-``Detector.update(x)`` scores ``x``, then reads like a river drift detector: check
+``Alarm.update(x)`` scores ``x``, then reads like a river drift detector: check
 ``is_anomaly`` (and ``started``, true on the update that opened an anomaly).
 
 - **warm-up**: the first ``warmup`` points are learned and never page;
@@ -13,7 +13,7 @@
 One spike does not page; a level shift does, on its third window:
 
 >>> from autosteer.anomaly.robust import RobustZScore
->>> det = Detector(RobustZScore(), threshold=5.0, warmup=20)
+>>> det = Alarm(RobustZScore(), threshold=5.0, warmup=20)
 >>> stream = [40.0 + (i % 5) for i in range(40)] + [90.0] + [41.0] * 5 + [80.0] * 4
 >>> pages = []
 >>> for i, v in enumerate(stream):
@@ -29,7 +29,7 @@ from __future__ import annotations
 from autosteer.anomaly.base import Features, Scorer
 
 
-class Detector:
+class Alarm:
     """Turn a stream of anomaly scores into sustained anomalies (open / close)."""
 
     def __init__(self, scorer: Scorer, threshold: float, clear: float | None = None,
@@ -39,7 +39,7 @@ class Detector:
             raise ValueError(f"enter and exit must be at least 1; got enter={enter}, exit={exit}")
         if clear is not None and clear > threshold:
             raise ValueError(f"clear ({clear}) must not exceed threshold ({threshold}): the "
-                             "detector would close an anomaly while still above its threshold")
+                             "alarm would close an anomaly while still above its threshold")
         self.scorer = scorer
         self.threshold = threshold
         self.clear = clear
@@ -56,7 +56,7 @@ class Detector:
         self.score = 0.0
 
     def __repr__(self) -> str:
-        return (f"Detector({self.scorer!r}, threshold={self.threshold}, clear={self.clear}, "
+        return (f"Alarm({self.scorer!r}, threshold={self.threshold}, clear={self.clear}, "
                 f"warmup={self.warmup}, enter={self.enter}, exit={self.exit}, "
                 f"adapt_after={self.adapt_after})")
 
