@@ -64,6 +64,7 @@ def resolve(manifest: Manifest, providers: str) -> tuple[str, str]:
     """``(runtime, ort_providers)`` for ``manifest``'s model under ``providers``."""
     p = providers.strip()
     if p.lower() == OPENVINO:
+        _warn_if_disagrees(manifest, OPENVINO)
         return OPENVINO, "auto"
     if p.lower() == ONNXRUNTIME:
         return ONNXRUNTIME, "auto"
@@ -85,6 +86,19 @@ def resolve(manifest: Manifest, providers: str) -> tuple[str, str]:
         raise ModelError(f"{manifest.name}: manifest.json picks runtime {pick!r}; expected one "
                          f"of {RUNTIMES} (run `autosteer models prepare` again)")
     return pick, "auto"
+
+
+def _warn_if_disagrees(manifest: Manifest, runtime: str) -> None:
+    """Log a warning when ``runtime`` is forced although this machine's calibration
+    measured its boxes disagreeing with ONNX Runtime's (``auto`` never picks it then)."""
+    cal = manifest.runtimes
+    agreement = cal.get("agreement_vs_onnxruntime", {}).get(runtime)
+    if (agreement is not None and agreement < MIN_AGREEMENT
+            and cal.get("sha256") == manifest.sha256 and cal.get("machine") == machine()):
+        log.warning("%s: AUTOSTEER_PROVIDERS=%s forces a runtime whose boxes agree with ONNX "
+                    "Runtime's at F1 %.3f on this machine (below %.2f); set "
+                    "AUTOSTEER_PROVIDERS=auto to use the fastest runtime that agrees",
+                    manifest.name, runtime, agreement, MIN_AGREEMENT)
 
 
 def open_session(path: Path, manifest: Manifest, providers: str = "auto",

@@ -107,6 +107,20 @@ def test_auto_takes_the_calibrated_pick_only_when_it_fits(model_dir: Path) -> No
         runtime.resolve(_manifest(model_dir, pick="tflite"), "auto")
 
 
+def test_forcing_a_runtime_that_disagrees_warns(model_dir: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    bad = _manifest(model_dir, pick=runtime.ONNXRUNTIME,
+                    agreement_vs_onnxruntime={runtime.ONNXRUNTIME: 1.0, runtime.OPENVINO: 0.7})
+    with caplog.at_level("WARNING", logger=runtime.__name__):
+        assert runtime.resolve(bad, "openvino") == (runtime.OPENVINO, "auto")
+    assert "F1 0.700" in caplog.text and "AUTOSTEER_PROVIDERS=auto" in caplog.text
+    caplog.clear()
+    good = _manifest(model_dir, agreement_vs_onnxruntime={runtime.OPENVINO: 0.99})
+    with caplog.at_level("WARNING", logger=runtime.__name__):
+        runtime.resolve(good, "openvino")
+    assert not caplog.text
+
+
 def test_prepared_models_carry_a_calibration(model_dir: Path) -> None:
     for name in (FP32, INT8):
         m = Manifest.load(model_dir / name)
