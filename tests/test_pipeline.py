@@ -96,6 +96,18 @@ def test_frames_get_detections_equal_to_the_bare_detector_and_bad_input_is_dead_
     assert res.returncode != 0 and "only SELECT" in res.stderr
 
 
+def worker_status(s: Settings) -> str:
+    """The worker's ``/status`` (cameras, routed and detected counts, agents), for a failure
+    message."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{s.web_port}/status", timeout=10) as r:
+            return r.read().decode()
+    except OSError as exc:
+        return f"unavailable ({exc})"
+
+
 def test_rtsp_camera_through_the_pipeline_into_the_clickhouse_server(
         make_settings: Callable[..., Settings], start_worker: Callable[[Settings], Worker],
         clickhouse: LocalClickHouse, rtsp: RtspTestServer, tmp_path: Path) -> None:
@@ -105,11 +117,16 @@ def test_rtsp_camera_through_the_pipeline_into_the_clickhouse_server(
     s = make_settings(store="server", clickhouse_url=clickhouse.url(database),
                       offload_policy="fixed", edge_ratio=0.25)
     names = TopicNames(s.topic_prefix)
-    start_worker(s)
+    worker = start_worker(s)
     cam = unique("cam")
     produce(s, names.cameras, [(cam.encode(), CameraCommand(
         action="start", camera=cam, url=rtsp.url, max_fps=5).dumps())])
-    got = detections(s, {(cam, i) for i in range(8)}, timeout_s=120)
+    try:
+        got = detections(s, {(cam, i) for i in range(8)}, timeout_s=120)
+    except AssertionError as exc:  # say where the frames stopped: camera, router or detector
+        raise AssertionError(f"{exc}\nworker /status: {worker_status(s)}\nworker log:\n"
+                             + "\n".join([ln for ln in worker.log().splitlines()
+                                       if " DEBUG " not in ln][-40:])) from None
     produce(s, names.cameras, [(cam.encode(), CameraCommand(action="stop", camera=cam).dumps())])
     assert sum(d.counts().get("person", 0) for d in got.values()) >= 8
 
